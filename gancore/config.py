@@ -1,0 +1,504 @@
+"""Run configuration: frozen attrs classes, one cattrs converter, TOML run files and --set overrides."""
+
+import copy
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "BackboneEntry",
+    "ConfigError",
+    "DataConfig",
+    "PluginEntry",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "converter",
+    "ge",
+    "gt",
+    "le",
+    "load_raw_config",
+    "lt",
+    "one_of",
+    "parse_run_config",
+]
+
+
+class ConfigError(ValueError):
+    """A run configuration with one or more problems, each a dotted path and a reason."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """The report printed by the CLI: a header line and one indented line per problem."""
+        return "\n".join([f"config error in {self.source}"] + [f"  {p}" for p in self.problems])
+
+
+# -- validators with messages that read well after a dotted path -----------------------------
+
+
+def _comparison(symbol: str, bound: float, ok: Callable[[Any, float], bool]) -> Callable:
+    def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None and not ok(value, bound):
+            raise ValueError(f"must be {symbol} {bound}, got {value!r}")
+
+    validate.__doc__ = f"Check that a value is {symbol} {bound} (None passes)."
+    return validate
+
+
+def gt(bound: float) -> Callable:
+    """Validator: value > bound."""
+    return _comparison(">", bound, lambda v, b: v > b)
+
+
+def ge(bound: float) -> Callable:
+    """Validator: value >= bound."""
+    return _comparison(">=", bound, lambda v, b: v >= b)
+
+
+def lt(bound: float) -> Callable:
+    """Validator: value < bound."""
+    return _comparison("<", bound, lambda v, b: v < b)
+
+
+def le(bound: float) -> Callable:
+    """Validator: value <= bound."""
+    return _comparison("<=", bound, lambda v, b: v <= b)
+
+
+def one_of(*choices: Any) -> Callable:
+    """Validator: value is one of ``choices`` (None passes only if listed)."""
+
+    def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in choices:
+            listed = ", ".join(repr(c) for c in choices)
+            raise ValueError(f"must be one of {listed}, got {value!r}")
+
+    return validate
+
+
+# -- the converter ------------------------------------------------------------------------------
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _strict_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(float, _strict_float)
+    conv.register_structure_hook(bool, _strict_bool)
+    conv.register_structure_hook(str, _strict_str)
+    return conv
+
+
+#: The one converter of gancore: strict types, unknown keys are errors.
+converter: cattrs.Converter = _make_converter()
+
+
+# -- the core's config sections -----------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class DataConfig:
+    """The ``[data]`` table: which data set, where it lives and how it is shaped."""
+
+    name: str = "mog25"
+    path: str | None = None
+    resolution: int | None = attrs.field(default=None, validator=gt(0))
+    channels: int | None = attrs.field(default=None, validator=one_of(None, 1, 3))
+    num_samples: int | None = attrs.field(default=None, validator=gt(0))
+    std: float | None = attrs.field(default=None, validator=gt(0.0))
+    labels: bool = False
+    split: str = attrs.field(default="train", validator=one_of("train", "test"))
+    seed: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """The ``[train]`` table: length, optimisation, regularisation, logging."""
+
+    steps: int = attrs.field(default=1000, validator=gt(0))
+    batch: int = attrs.field(default=64, validator=gt(0))
+    seed: int = 0
+    loss: str = attrs.field(default="nonsaturating", validator=one_of("nonsaturating", "hinge"))
+    g_lr: float = attrs.field(default=0.002, validator=gt(0.0))
+    d_lr: float = attrs.field(default=0.002, validator=gt(0.0))
+    betas: tuple[float, float] = attrs.field(default=(0.0, 0.99))
+    r1_gamma: float = attrs.field(default=1.0, validator=ge(0.0))
+    d_reg_interval: int = attrs.field(default=16, validator=ge(1))
+    pl_weight: float = attrs.field(default=0.0, validator=ge(0.0))
+    pl_decay: float = attrs.field(default=0.01, validator=[gt(0.0), le(1.0)])
+    pl_batch_shrink: int = attrs.field(default=2, validator=ge(1))
+    g_reg_interval: int = attrs.field(default=4, validator=ge(1))
+    ema_kimg: float = attrs.field(default=10.0, validator=ge(0.0))
+    ema_rampup: float | None = attrs.field(default=0.05, validator=gt(0.0))
+    precision: str = attrs.field(default="fp32", validator=one_of("fp32", "bf16"))
+    device: str = attrs.field(default="auto")
+    log_every: int = attrs.field(default=100, validator=ge(1))
+    sample_every: int = attrs.field(default=0, validator=ge(0))
+    checkpoint_every: int = attrs.field(default=0, validator=ge(0))
+    keep_checkpoints: int = attrs.field(default=3, validator=ge(1))
+    grid: int = attrs.field(default=64, validator=gt(0))
+    progress: bool = True
+
+    @betas.validator
+    def _check_betas(self, attribute: attrs.Attribute, value: tuple[float, float]) -> None:
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError(f"each beta must be in [0, 1), got {list(value)}")
+
+    @device.validator
+    def _check_device(self, attribute: attrs.Attribute, value: str) -> None:
+        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise ValueError(f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BackboneEntry:
+    """The ``[backbone]`` table: a registered backbone's name and its own config."""
+
+    name: str
+    config: Any
+
+
+@attrs.frozen(kw_only=True)
+class PluginEntry:
+    """One entry of the ``plugins`` list: a plugin's name and its config (None if it has none)."""
+
+    name: str
+    config: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    """A whole run: backbone, data, training, and the ordered plugin stack."""
+
+    backbone: BackboneEntry
+    data: DataConfig = attrs.field(factory=DataConfig)
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+    plugins: tuple[PluginEntry, ...] = ()
+
+    @property
+    def plugin_names(self) -> list[str]:
+        """Names of the run's plugins, in list order."""
+        return [entry.name for entry in self.plugins]
+
+    def plugin_config(self, name: str) -> Any:
+        """The config of plugin ``name`` (KeyError if the run does not use it)."""
+        for entry in self.plugins:
+            if entry.name == name:
+                return entry.config
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config in run-file shape (what TOML and config.json hold)."""
+        return {
+            "plugins": [
+                {"name": e.name, **(converter.unstructure(e.config) if e.config is not None else {})}
+                for e in self.plugins
+            ],
+            "backbone": {"name": self.backbone.name, **converter.unstructure(self.backbone.config)},
+            "data": converter.unstructure(self.data),
+            "train": converter.unstructure(self.train),
+        }
+
+    def evolve(self, **sections: Any) -> "RunConfig":
+        """A copy with whole sections replaced, e.g. ``evolve(train=attrs.evolve(cfg.train, steps=5))``."""
+        return attrs.evolve(self, **sections)
+
+
+# -- reading files and overrides ----------------------------------------------------------------
+
+#: Top-level key that config.json carries for information (versions); ignored when parsing.
+META_KEY = "gancore"
+
+
+def load_raw_config(path: str | Path) -> dict[str, Any]:
+    """Read a TOML run file (or a run's config.json) into a plain dict."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        if path.suffix == ".json":
+            raw = json.loads(text)
+        else:
+            raw = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(str(path), [f"not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), ["the file must hold a table of settings"])
+    raw.pop(META_KEY, None)
+    return raw
+
+
+def _parse_value(text: str) -> Any:
+    """A --set value: a TOML literal (number, bool, string, array, inline table) or a bare string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str], source: str = "--set") -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides to a raw config dict and return the new dict.
+
+    ``plugins.<name>.<field>`` addresses the plugin named ``<name>`` in the ``plugins`` list.
+    """
+    out = copy.deepcopy(dict(raw))
+    problems = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"{item!r}: expected dotted.key=value")
+            continue
+        parts = key.split(".")
+        if any(not part for part in parts):
+            problems.append(f"{key}: empty part in the dotted key")
+            continue
+        value = _parse_value(text.strip())
+        if parts[0] == "plugins" and len(parts) >= 2:
+            problem = _set_plugin_field(out, parts[1], parts[2:], value)
+            if problem:
+                problems.append(f"{key}: {problem}")
+            continue
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                problems.append(f"{'.'.join(parts[: i + 1])}: is not a table")
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    if problems:
+        raise ConfigError(source, problems)
+    return out
+
+
+def _set_plugin_field(raw: dict[str, Any], name: str, rest: list[str], value: Any) -> str | None:
+    entries = raw.get("plugins", [])
+    if not isinstance(entries, list):
+        return "the plugins key must be a list"
+    for i, entry in enumerate(entries):
+        entry_name = entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, dict) else None
+        if entry_name != name:
+            continue
+        if not rest:
+            return "give a field, e.g. plugins.<name>.<field>=value"
+        table = {"name": name} if isinstance(entry, str) else entry
+        entries[i] = table
+        for part in rest[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                return f"{part} is not a table"
+        table[rest[-1]] = value
+        return None
+    listed = ", ".join(_entry_names(entries)) or "none"
+    return f"plugin {name!r} is not in the run's plugins list (listed: {listed})"
+
+
+def _entry_names(entries: list[Any]) -> list[str]:
+    return [e if isinstance(e, str) else str(e.get("name")) for e in entries if isinstance(e, (str, dict))]
+
+
+# -- structuring with every problem reported at once -------------------------------------------
+
+
+def parse_run_config(
+    raw: Mapping[str, Any],
+    backbone_config_class: Callable[[str], type],
+    plugin_config_class: Callable[[str], type | None],
+    source: str = "<config>",
+) -> RunConfig:
+    """Structure a raw config dict into a :class:`RunConfig`, reporting all problems at once.
+
+    ``backbone_config_class(name)`` and ``plugin_config_class(name)`` look up the config classes
+    of registered backbones and installed plugins; they raise ``LookupError`` with a helpful
+    message for unknown names.
+    """
+    problems: list[str] = []
+    raw = dict(raw)
+    known = {"plugins", "backbone", "data", "train"}
+    for key in raw:
+        if key not in known:
+            problems.append(_unknown_key(key, key, known))
+
+    backbone = None
+    backbone_raw = raw.get("backbone")
+    if backbone_raw is None:
+        problems.append("backbone: required table missing (e.g. [backbone] name = \"mlp\")")
+    elif not isinstance(backbone_raw, dict):
+        problems.append(f"backbone: expected a table, got {backbone_raw!r}")
+    else:
+        fields = dict(backbone_raw)
+        name = fields.pop("name", None)
+        if not isinstance(name, str):
+            problems.append("backbone.name: required string missing")
+        else:
+            try:
+                cls = backbone_config_class(name)
+            except LookupError as exc:
+                problems.append(f"backbone.name: {exc.args[0]}")
+            else:
+                config = structure_section(fields, cls, "backbone", problems)
+                if config is not None:
+                    backbone = BackboneEntry(name=name, config=config)
+
+    data = structure_section(raw.get("data", {}), DataConfig, "data", problems)
+    train = structure_section(raw.get("train", {}), TrainConfig, "train", problems)
+
+    plugins: list[PluginEntry] = []
+    entries = raw.get("plugins", [])
+    if not isinstance(entries, list):
+        problems.append(
+            "plugins: expected a list of plugin names or tables "
+            '(plugins = ["topk"], or [[plugins]] tables with name = "topk")'
+        )
+        entries = []
+    seen: set[str] = set()
+    for position, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            problems.append(f"plugins[{position}]: expected a plugin name or a table with a name")
+            continue
+        fields = dict(entry)
+        name = fields.pop("name")
+        path = f"plugins.{name}"
+        if name in seen:
+            problems.append(f"{path}: listed twice")
+            continue
+        seen.add(name)
+        try:
+            cls = plugin_config_class(name)
+        except LookupError as exc:
+            problems.append(f"{path}: {exc.args[0]}")
+            continue
+        if cls is None:
+            if fields:
+                problems.append(f"{path}: plugin {name!r} takes no settings, got {sorted(fields)}")
+                continue
+            plugins.append(PluginEntry(name=name, config=None))
+            continue
+        config = structure_section(fields, cls, path, problems)
+        if config is not None:
+            plugins.append(PluginEntry(name=name, config=config))
+
+    if problems:
+        raise ConfigError(source, problems)
+    assert backbone is not None and data is not None and train is not None
+    return RunConfig(backbone=backbone, data=data, train=train, plugins=tuple(plugins))
+
+
+def structure_section(data: Any, cls: type, path: str, problems: list[str]) -> Any:
+    """Structure one table into attrs class ``cls``; append problems instead of raising."""
+    if not isinstance(data, Mapping):
+        problems.append(f"{path}: expected a table, got {data!r}")
+        return None
+    before = len(problems)
+    names = {f.name for f in attrs.fields(cls)}
+    for key in data:
+        if key not in names:
+            problems.append(_unknown_key(f"{path}.{key}", key, names))
+    with attrs.validators.disabled():
+        try:
+            obj = converter.structure({k: v for k, v in data.items() if k in names}, cls)
+        except ClassValidationError as exc:
+            problems.extend(_describe(exc, path))
+            return None
+        except Exception as exc:  # a hook of a plugin's converter registration, say
+            problems.append(f"{path}: {exc}")
+            return None
+    problems.extend(validate(obj, path))
+    return obj if len(problems) == before else None
+
+
+def validate(obj: Any, path: str) -> list[str]:
+    """Run every attrs validator of ``obj`` (recursively) and return the problems found."""
+    problems = []
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        where = f"{path}.{field.name}" if path else field.name
+        if field.validator is not None:
+            try:
+                field.validator(obj, field, value)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{where}: {exc}")
+        if attrs.has(type(value)):
+            problems.extend(validate(value, where))
+    return problems
+
+
+def _unknown_key(path: str, key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{path}: unknown key{hint}"
+
+
+def _describe(exc: BaseException, path: str) -> list[str]:
+    """Flatten a cattrs validation error into ``dotted.path: reason`` lines."""
+    lines = []
+    if isinstance(exc, ClassValidationError):
+        with_notes, without = exc.group_exceptions()
+        for inner, note in with_notes:
+            name = getattr(note, "name", None)
+            where = f"{path}.{name}" if name is not None else path
+            lines.extend(_describe(inner, where))
+        for inner in without:
+            lines.extend(_describe(inner, path))
+    elif isinstance(exc, IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        for inner, note in with_notes:
+            lines.extend(_describe(inner, f"{path}[{getattr(note, 'index', '?')}]"))
+        for inner in without:
+            lines.extend(_describe(inner, path))
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        lines.extend(f"{path}.{k}: unknown key" for k in sorted(exc.extra_fields))
+    elif isinstance(exc, KeyError):
+        lines.append(f"{path}: required key missing")
+    elif isinstance(getattr(exc, "exceptions", None), (list, tuple)):  # an exception group
+        for inner in exc.exceptions:
+            lines.extend(_describe(inner, path))
+    else:
+        lines.append(f"{path}: {exc}")
+    return lines
