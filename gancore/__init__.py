@@ -1,6 +1,11 @@
 """gancore: GAN training in which every improvement method is an installable plugin."""
 
-from gancore.hookspecs import hookimpl
-
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__"]
+
+from gancore.hookspecs import hookimpl  # noqa: E402
+from gancore.config import ConfigError, RunConfig  # noqa: E402
+from gancore.losses import LossTerm  # noqa: E402
+from gancore.trainer import Run  # noqa: E402
+from gancore.api import load_config, resume, train  # noqa: E402
+
+__all__ = ["ConfigError", "LossTerm", "Run", "RunConfig", "__version__", "hookimpl", "load_config", "resume", "train"]

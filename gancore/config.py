@@ -357,7 +357,7 @@ def parse_run_config(
     message for unknown names.
     """
     problems: list[str] = []
-    raw = dict(raw)
+    raw = {key: value for key, value in raw.items() if key != META_KEY}
     known = {"plugins", "backbone", "data", "train"}
     for key in raw:
         if key not in known:

@@ -1,6 +1,297 @@
 """Every hook gancore calls; each spec's docstring is its contract, including its combine rule."""
 
+from typing import TYPE_CHECKING, Any, Callable
+
 import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import Tensor
+
+    from gancore.backbone import BackboneSpec
+    from gancore.losses import LossTerm
+    from gancore.trainer import Run
 
 hookspec = pluggy.HookspecMarker("gancore")
 hookimpl = pluggy.HookimplMarker("gancore")
+
+# Hooks are listed in the order a run meets them; docs/hooks.md follows this order.
+
+
+@hookspec
+def gancore_register_backbones(register: "Callable[[BackboneSpec], None]") -> None:
+    """Register the backbones a plugin provides.
+
+    Called once at start-up, when a plugin manager is created, on every installed plugin whose
+    ``kind`` is ``"backbone"`` (backbone providers are always loaded, whether or not a run lists
+    them, so that ``[backbone] name = ...`` can find them).
+
+    :param register: call ``register(BackboneSpec(...))`` once per backbone.
+
+    Combine rule: callback; every registration is collected. Two backbones with the same name
+    are an error naming both plugins.
+
+    Used by: gancore-dcgan, gancore-stylegan2.
+    """
+
+
+@hookspec
+def gancore_register_ops(register: "Callable[..., None]") -> None:
+    """Register implementations of the ops in ``gancore.ops``.
+
+    Called once at start-up, when a plugin manager is created, on every installed plugin whose
+    ``kind`` is ``"ops"``.
+
+    :param register: call ``register(op, name, function, priority=0, available=None)``;
+        ``op`` names the op (``"bias_act"``, ``"upfirdn2d"``, ...), ``name`` the implementation,
+        ``available`` an optional zero-argument callable telling whether it can run here.
+
+    Combine rule: callback; for ``impl="auto"`` the available implementation with the highest
+    priority wins, the reference (priority 0) being the fallback. Two implementations with the
+    same op and name are an error naming both plugins.
+
+    Used by: gancore-cuda-ops.
+    """
+
+
+@hookspec
+def gancore_setup(run: "Run") -> None:
+    """Prepare a plugin for a run: attach modules, load teachers, check the backbone.
+
+    Called once per run after G and D are built and before the optimizers and G_ema exist, so
+    modules attached here (``run.G.add_adapter``, ``run.G.add_cond_encoder``,
+    ``run.D.attach``) are trained by the right optimizer, copied into G_ema and saved with
+    their network. Also called when a run is rebuilt for resuming or sampling.
+
+    :param run: the run being built; ``run.G``, ``run.D``, ``run.config``, ``run.device``,
+        ``run.data_info`` are set, ``run.G_ema`` and the optimizers are not yet.
+
+    Combine rule: all implementations are called, in plugin list order.
+
+    Used by: GLeaD heads, EqGAN-SA encoders, DGL teacher.
+    """
+
+
+@hookspec
+def gancore_step_start(run: "Run") -> None:
+    """Update per-step plugin state before the networks are touched.
+
+    Called at the start of every training iteration; ``run.step`` is the index of the step about
+    to run (0 for the first) and ``run.epoch`` the data epoch it belongs to.
+
+    :param run: the running training session.
+
+    Combine rule: all implementations are called, in plugin list order.
+
+    Used by: top-k schedule, DGL stage switch.
+    """
+
+
+@hookspec
+def gancore_generator_inputs(run: "Run", batch_size: int, rng: "torch.Generator") -> "dict[str, Tensor] | None":
+    """Provide extra inputs (``cond``) for a forward pass of G.
+
+    Called before every G forward in training (Dmain, Gmain, Greg) and for sample grids.
+
+    :param run: the running training session.
+    :param batch_size: number of samples G is about to generate.
+    :param rng: the CPU random generator to draw from; sample grids pass a freshly seeded one so
+        the same grid shows the same inputs every time.
+    :returns: a dict of tensors of leading size ``batch_size`` on ``run.device``, or None.
+
+    Combine rule: the dicts of all plugins are merged into one ``cond`` dict; the same key from
+    two plugins is an error naming both.
+
+    Used by: EqGAN-SA heatmaps.
+    """
+
+
+@hookspec
+def gancore_before_d_step(run: "Run", real: "Tensor", fake: "Tensor") -> "tuple[Tensor, Tensor] | None":
+    """See, or replace, the images D is about to score in its main step.
+
+    Called in the Dmain phase, after the fakes are generated (detached) and before D's forward.
+
+    :param run: the running training session.
+    :param real: the real batch.
+    :param fake: the generated batch, detached from G.
+    :returns: None to leave the batch as it is, or a pair ``(real, fake)`` to replace it (an
+        augmentation, say).
+
+    Combine rule: implementations are called in plugin list order, each receiving the pair
+    returned by the one before.
+
+    Used by: augmentation-style plugins.
+    """
+
+
+@hookspec
+def gancore_d_loss(
+    run: "Run", real: "Tensor", fake: "Tensor", d_real: "Tensor", d_fake: "Tensor"
+) -> "LossTerm | list[LossTerm] | None":
+    """Add terms to D's loss in its main step.
+
+    Called in the Dmain phase after D has scored the real and the fake batch. Gradients flow
+    into D (and into modules attached to it); G is frozen in this phase but still passes
+    gradients through (running G's synthesis in here is allowed and trains only D's side).
+
+    :param run: the running training session.
+    :param real: the real batch as D saw it.
+    :param fake: the fake batch as D saw it (detached from G's training graph).
+    :param d_real: D's logits for ``real``, shape ``[N]``, attached.
+    :param d_fake: D's logits for ``fake``, shape ``[N]``, attached.
+    :returns: a LossTerm, a list of them, or None.
+
+    Combine rule: all terms are summed (``weight * value``) into D's loss; each is reported in
+    the stats as ``Loss/D/<plugin>_<term>``. Order does not matter.
+
+    Used by: GLeaD reconstruction.
+    """
+
+
+@hookspec
+def gancore_d_reg_loss(run: "Run", real: "Tensor", d_real: "Tensor") -> "LossTerm | list[LossTerm] | None":
+    """Add terms to D's loss in its lazy regularisation step.
+
+    Called in the Dreg phase (every ``train.d_reg_interval`` steps, when R1 is on), after D has
+    scored the real batch with gradients enabled for the input.
+
+    :param run: the running training session; ``run.config.train.d_reg_interval`` is the
+        interval gain that lazy terms usually multiply by.
+    :param real: the real batch, with ``requires_grad`` set.
+    :param d_real: D's logits for ``real``, shape ``[N]``, attached.
+    :returns: a LossTerm, a list of them, or None.
+
+    Combine rule: all terms are summed into the Dreg loss and reported as
+    ``Loss/Dreg/<plugin>_<term>``. Order does not matter.
+
+    Used by: GLeaD (optional real term in the R1 phase).
+    """
+
+
+@hookspec
+def gancore_sample_weights(run: "Run", fake: "Tensor", d_fake: "Tensor") -> "Tensor | None":
+    """Weight each fake sample in G's adversarial loss.
+
+    Called in the Gmain phase, after D has scored the current fakes and before G's adversarial
+    loss is reduced.
+
+    :param run: the running training session.
+    :param fake: the generated batch, attached to G's graph.
+    :param d_fake: D's logits for ``fake``, shape ``[N]``, detached.
+    :returns: non-negative weights of shape ``[N]``, or None to abstain.
+
+    Combine rule: the weights of all plugins are multiplied; G's adversarial loss is
+    ``sum(w * loss) / sum(w)``, so a 0/1 mask averages over the kept samples. Order does not
+    matter. The product is passed to ``gancore_teacher_loss`` as ``weights``.
+
+    Used by: gancore-topk.
+    """
+
+
+@hookspec
+def gancore_g_loss(
+    run: "Run", fake: "Tensor", d_fake: "Tensor", inputs: "dict[str, Any]"
+) -> "LossTerm | list[LossTerm] | None":
+    """Add terms to G's loss in its main step.
+
+    Called in the Gmain phase, after G's adversarial loss is computed. Gradients flow into G;
+    D is frozen in this phase (its parameters get no update) but passes gradients through.
+
+    :param run: the running training session.
+    :param fake: the generated batch, attached to G's graph.
+    :param d_fake: D's logits for ``fake``, shape ``[N]``, attached.
+    :param inputs: what produced ``fake``: ``{"z": ..., "c": ... or None, "cond": {...}}``.
+    :returns: a LossTerm, a list of them, or None.
+
+    Combine rule: all terms are summed into G's loss and reported as ``Loss/G/<plugin>_<term>``.
+    They are not multiplied by sample weights. Order does not matter.
+
+    Used by: EqGAN-SA alignment.
+    """
+
+
+@hookspec
+def gancore_teacher_loss(
+    run: "Run", fake: "Tensor", inputs: "dict[str, Any]", weights: "Tensor | None"
+) -> "LossTerm | list[LossTerm] | None":
+    """Add a teacher's guidance to G's loss.
+
+    Called in the Gmain phase, after ``gancore_g_loss``.
+
+    :param run: the running training session.
+    :param fake: the generated batch, attached to G's graph.
+    :param inputs: what produced ``fake``: ``{"z": ..., "c": ... or None, "cond": {...}}``.
+    :param weights: the combined sample weights ``[N]`` (None when no plugin weights samples);
+        a teacher term that respects them reduces as ``sum(w * loss) / sum(w)``.
+    :returns: a LossTerm, a list of them, or None.
+
+    Combine rule: all terms are summed into G's loss and reported as ``Loss/G/<plugin>_<term>``.
+    Order does not matter.
+
+    Used by: DGL.
+    """
+
+
+@hookspec
+def gancore_step_end(run: "Run", stats: "dict[str, float]") -> None:
+    """Observe (and add to) the statistics of the step just finished.
+
+    Called at the end of every training iteration, after the EMA update; ``run.step`` is still
+    the index of the finished step.
+
+    :param run: the running training session.
+    :param stats: this step's statistics (loss terms by name, ...); plugins may add entries,
+        which are logged like the core's.
+
+    Combine rule: all implementations are called, in plugin list order.
+
+    Used by: logging, schedules.
+    """
+
+
+@hookspec
+def gancore_state_dict(run: "Run") -> "dict[str, Any] | None":
+    """Return the plugin's training state for a checkpoint.
+
+    Called whenever a checkpoint is written.
+
+    :param run: the running training session.
+    :returns: a JSON-serialisable dict (or None for no state).
+
+    Combine rule: each plugin's dict is stored in its own namespace (under its name) in the
+    checkpoint's ``state.json``; plugins never see each other's state.
+
+    Used by: top-k (k), DGL (stage).
+    """
+
+
+@hookspec
+def gancore_load_state_dict(run: "Run", state: "dict[str, Any]") -> None:
+    """Restore the plugin's training state from a checkpoint.
+
+    Called when a run resumes, after ``gancore_setup`` and after the networks' weights are
+    loaded; only for plugins that saved a state.
+
+    :param run: the run being resumed.
+    :param state: exactly the dict this plugin's ``gancore_state_dict`` returned.
+
+    Combine rule: each plugin receives its own namespace only.
+
+    Used by: top-k (k), DGL (stage).
+    """
+
+
+@hookspec
+def gancore_model_card(run: "Run") -> "str | None":
+    """Describe the plugin's part in a run for its model card.
+
+    Called when a run is saved for publishing or pushed to the Hub, and for ``gancore info``.
+
+    :param run: the run being described.
+    :returns: a markdown fragment (a few lines: what was used, with which settings), or None.
+
+    Combine rule: the fragments are joined in plugin list order, each under the plugin's name.
+
+    Used by: every method plugin.
+    """

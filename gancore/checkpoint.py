@@ -1,0 +1,193 @@
+"""Training checkpoints: safetensors per network, optimizer state, state.json; atomic writes."""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+__all__ = [
+    "CheckpointError",
+    "find_checkpoint",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_module",
+    "load_optimizer",
+    "optimizer_tensors",
+    "read_state",
+    "save_module",
+    "write_checkpoint",
+]
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A missing, incomplete or mismatching checkpoint; the message names the file."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _tensors_for_saving(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared storage; checkpoints hold plain copies.
+    return {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
+
+
+def save_module(module: nn.Module, path: Path) -> None:
+    """Write a module's state dict (parameters and buffers) as one safetensors file."""
+    save_file(_tensors_for_saving(module.state_dict()), str(path))
+
+
+def load_module(module: nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``module`` strictly: missing or extra tensors are errors."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    tensors = load_file(str(path))
+    result = module.load_state_dict(tensors, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path}: does not match the network "
+            f"(missing: {sorted(result.missing_keys)[:8]}, unexpected: {sorted(result.unexpected_keys)[:8]}); "
+            "was it written by a run with other plugins or backbone settings?"
+        )
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state dict into tensors (for safetensors) and JSON-able rest."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta: dict[str, Any]) -> None:
+    """Restore an optimizer from its safetensors file and the JSON part saved beside it."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    tensors = load_file(str(path))
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    for index, values in meta.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(values)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: optimizer state does not match the networks: {exc}") from exc
+
+
+def write_checkpoint(
+    root: Path,
+    step: int,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    extra_tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    keep: int | None = None,
+) -> Path:
+    """Write ``root/step-NNNNNN/`` atomically and return its path.
+
+    Files: ``<name>.safetensors`` per module, ``optim-<name>.safetensors`` per optimizer,
+    ``run.safetensors`` (RNG states and other run tensors) and ``state.json``. Everything is
+    written into a hidden temporary folder that is renamed into place only when complete, so a
+    crash never leaves a half-written checkpoint under a step name. With ``keep``, only the
+    newest ``keep`` checkpoints are kept.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:06d}"
+    tmp = root / f".tmp-step-{step:06d}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    state = dict(state)
+    state["optimizers"] = {}
+    for name, module in modules.items():
+        save_module(module, tmp / f"{name}.safetensors")
+    for name, optimizer in optimizers.items():
+        tensors, meta = optimizer_tensors(optimizer)
+        save_file(_tensors_for_saving(tensors), str(tmp / f"optim-{name}.safetensors"))
+        state["optimizers"][name] = meta
+    save_file(_tensors_for_saving(extra_tensors), str(tmp / "run.safetensors"))
+    with (tmp / "state.json").open("w", encoding="utf-8") as f:
+        json.dump(state, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    for file in tmp.iterdir():
+        with file.open("rb") as f:
+            os.fsync(f.fileno())
+    if final.exists():
+        old = root / f".old-step-{step:06d}-{os.getpid()}"
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+    _fsync_dir(root)
+    if keep is not None:
+        for stale in list_checkpoints(root)[:-keep]:
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and child.is_dir() and (child / "state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run folder, or None."""
+    checkpoints = list_checkpoints(Path(run_dir) / "checkpoints")
+    return checkpoints[-1] if checkpoints else None
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """Resolve a run folder (its newest checkpoint) or a checkpoint folder."""
+    path = Path(path)
+    if (path / "state.json").is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run or checkpoint folder")
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise CheckpointError(f"{path}: no checkpoint found (expected {path / 'checkpoints' / 'step-NNNNNN'})")
+    return latest
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    """Read a checkpoint's state.json."""
+    path = Path(checkpoint) / "state.json"
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON: {exc}") from None

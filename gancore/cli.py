@@ -1,0 +1,225 @@
+"""The ``gancore`` command line: train, resume, sample, info, plugins, hooks."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main"]
+
+#: Exit status for bad input (config, data, arguments): nothing was written.
+EXIT_USAGE = 2
+
+
+def _fail(message: str, status: int = 1) -> int:
+    print(f"gancore: {message}", file=sys.stderr)
+    return status
+
+
+def _default_out_dir(config_path: str) -> Path:
+    stem = Path(config_path).stem or "run"
+    candidate = Path("runs") / stem
+    n = 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = Path("runs") / f"{stem}-{n}"
+    return candidate
+
+
+def _describe_results(run: Any) -> str:
+    out = run.out_dir
+    lines = [f"done: {run.step} steps, {run.kimg:.1f} kimg. Results in {out}/"]
+    for name in ("config.json", "stats.jsonl"):
+        lines.append(f"  {out / name}")
+    samples = sorted((out / "samples").glob("*.png"))
+    if samples:
+        lines.append(f"  {samples[-1]}  (samples)")
+    checkpoints = sorted((out / "checkpoints").glob("step-*"))
+    if checkpoints:
+        lines.append(f"  {checkpoints[-1]}/  (checkpoint; continue with: gancore resume {out} --steps N)")
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a run from a config file."""
+    from gancore.plugins import PluginManager
+    from gancore.api import load_config
+    from gancore.trainer import Run
+
+    manager = PluginManager()
+    config = load_config(args.config, args.set, manager=manager)
+    out = Path(args.out) if args.out else _default_out_dir(args.config)
+    if out.exists() and any(out.iterdir()):
+        return _fail(f"output folder {out} is not empty; choose another --out (or resume it)", EXIT_USAGE)
+    run = Run.build(config, out_dir=out, manager=manager)
+    print(f"training {config.backbone.name} on {config.data.name} for {config.train.steps} steps "
+          f"on {run.device}; writing to {out}/", file=sys.stderr)
+    run.train(args.steps)
+    print(_describe_results(run))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Continue a run from its newest checkpoint."""
+    from gancore.trainer import Run
+
+    run = Run.resume(args.run_dir, steps=args.steps)
+    print(f"resuming at step {run.step} of {run.config.train.steps}", file=sys.stderr)
+    run.train(args.steps)
+    print(_describe_results(run))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Write a grid (or scatter plot) of samples from a run's G_ema."""
+    from gancore.samples import save_samples
+    from gancore.trainer import Run
+
+    if args.n <= 0:
+        return _fail(f"--n must be > 0, got {args.n}", EXIT_USAGE)
+    run = Run.for_sampling(args.source)
+    samples = run.sample(args.n, seed=args.seed)
+    path = save_samples(Path(args.out), samples)
+    print(f"wrote {args.n} samples of step {run.step} to {path}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Build a run without training and describe it."""
+    from gancore.api import load_config
+    from gancore.plugins import PluginManager
+    from gancore.trainer import Run
+
+    manager = PluginManager()
+    config = load_config(args.config, args.set, manager=manager)
+    run = Run.build(config, manager=manager)
+    resolved = run.resolved_config()
+    meta = resolved.pop("gancore")
+    report = {
+        "config": resolved,
+        "backbone": {"name": run.backbone.name, "plugin": meta["backbone_plugin"],
+                     "capabilities": sorted(run.backbone.capabilities)},
+        "plugins": [{"name": name, **meta["plugins"].get(name, {})} for name in config.plugin_names],
+        "data": {**meta["data_info"], "size": len(run.dataset) if run.dataset is not None else None},
+        "device": str(run.device),
+        "params": run.parameter_counts(),
+        "gancore_version": meta["version"],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"gancore {report['gancore_version']}")
+    print(f"backbone: {run.backbone.name} (from plugin {meta['backbone_plugin']}); "
+          f"capabilities: {', '.join(report['backbone']['capabilities'])}")
+    stack = ", ".join(f"{p['name']} {p.get('version') or ''}".strip() for p in report["plugins"]) or "none"
+    print(f"plugins: {stack}")
+    print(f"data: {report['data']['name']}, sample shape {report['data']['shape']}, "
+          f"{report['data']['size']} items, c_dim {report['data']['c_dim']}")
+    print("parameters:")
+    for name, count in report["params"].items():
+        print(f"  {name:<32} {count:>12,}")
+    print("resolved config:")
+    print(json.dumps(resolved, indent=2))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List installed plugins with versions and the hooks each implements."""
+    import attrs
+
+    from gancore.plugins import PluginManager
+
+    manager = PluginManager()
+    infos = manager.info()
+    if args.json:
+        print(json.dumps([attrs.asdict(info) for info in infos], indent=2))
+        return 0
+    if not infos:
+        print("no plugins installed; add one with: pip install gancore-<name>")
+        return 0
+    for info in infos:
+        where = f"{info.distribution} {info.version}" if info.distribution else info.source
+        print(f"{info.name} [{info.kind}] ({where}) {info.description}")
+        if info.kind == "backbone":
+            mine = [n for n, owner in manager._backbone_owner.items() if owner == info.name]
+            print(f"    backbones: {', '.join(sorted(mine))}")
+        print(f"    hooks: {', '.join(info.hooks) or 'none'}")
+    return 0
+
+
+def cmd_hooks(args: argparse.Namespace) -> int:
+    """Print the hook reference (markdown)."""
+    from gancore.hookdocs import render_hooks_markdown
+
+    print(render_hooks_markdown(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gancore`` command."""
+    import gancore
+
+    parser = argparse.ArgumentParser(prog="gancore", description="Train GANs with stackable method plugins.")
+    parser.add_argument("--version", action="version", version=f"gancore {gancore.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a run from a config file")
+    p.add_argument("config", help="run file (TOML) or a run's config.json")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.batch=64 (repeatable)")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--steps", type=int, help="train this many steps instead of train.steps")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("resume", help="continue a run from its newest checkpoint")
+    p.add_argument("run_dir", help="run folder or checkpoint folder")
+    p.add_argument("--steps", type=int, help="new total number of steps (default: the run's train.steps)")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("sample", help="write samples of a run's G_ema as a PNG grid")
+    p.add_argument("source", help="run folder or checkpoint folder")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("info", help="build a run without training; print config, plugins, parameter counts")
+    p.add_argument("config", help="run file (TOML) or a run's config.json")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("plugins", help="list installed plugins, their versions and hooks")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("hooks", help="print the hook reference (markdown)")
+    p.set_defaults(func=cmd_hooks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gancore`` command; returns the exit status."""
+    from gancore.checkpoint import CheckpointError
+    from gancore.config import ConfigError
+    from gancore.data import DataError
+    from gancore.plugins import HookError, PluginError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        return _fail(exc.render(), EXIT_USAGE)
+    except (DataError, CheckpointError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except HookError as exc:
+        return _fail(str(exc), 1)
+    except PluginError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted; the newest checkpoint is intact", 130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

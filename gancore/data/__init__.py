@@ -1,0 +1,31 @@
+"""Data sets: 2-D mixtures, synthetic images, image folders and Fashion-MNIST, plus the batch sampler."""
+
+from typing import Callable
+
+from gancore.config import DataConfig
+from gancore.data.base import DataError, Dataset, batch_indices, epoch_of
+from gancore.data.fmnist import FashionMNIST
+from gancore.data.folder import FolderDataset
+from gancore.data.mixtures import mog25, ring8
+from gancore.data.synthetic import SyntheticImages
+
+__all__ = ["DATASET_NAMES", "DataError", "Dataset", "batch_indices", "build_dataset", "epoch_of"]
+
+_BUILDERS: dict[str, Callable[[DataConfig], Dataset]] = {
+    "mog25": mog25,
+    "ring8": ring8,
+    "synthetic-images": SyntheticImages.from_config,
+    "folder": FolderDataset.from_config,
+    "fmnist": FashionMNIST.from_config,
+}
+
+#: Names accepted by ``[data] name``.
+DATASET_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def build_dataset(config: DataConfig) -> Dataset:
+    """The data set that ``config`` (the ``[data]`` table) describes; DataError if it cannot be built."""
+    builder = _BUILDERS.get(config.name)
+    if builder is None:
+        raise DataError(f"data.name: unknown data set {config.name!r}; known: {', '.join(DATASET_NAMES)}")
+    return builder(config)

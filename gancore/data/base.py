@@ -1,0 +1,110 @@
+"""The Dataset base class, DataError, and the stateless, resumable batch sampler."""
+
+import functools
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gancore.backbone import DataInfo
+
+__all__ = ["DataError", "Dataset", "batch_indices", "epoch_of", "index_tensor", "mix_seed", "one_hot"]
+
+_MASK64 = (1 << 64) - 1
+
+
+class DataError(ValueError):
+    """A data set that cannot be built or read; the message names the file or config key at fault."""
+
+
+class Dataset:
+    """A finite, indexable data set that hands out whole batches as float32 CPU tensors.
+
+    Subclasses set ``info`` and implement ``__len__`` and ``get``.
+    """
+
+    info: DataInfo
+
+    def __len__(self) -> int:
+        """Number of items."""
+        raise NotImplementedError
+
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Items ``indices`` as ``(x, c)``.
+
+        ``x`` is ``[N, C, H, W]`` in [-1, 1] for images or ``[N, D]`` for points, float32 on the
+        CPU; ``c`` is the one-hot float32 label ``[N, info.c_dim]``, or None when ``c_dim == 0``.
+        """
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for logs: name, size and shape."""
+        shape = "x".join(str(s) for s in self.info.shape)
+        labels = f", {self.info.c_dim} classes" if self.info.c_dim else ""
+        return f"{self.info.name}: {len(self)} items of shape {shape}{labels}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+def mix_seed(*parts: int) -> int:
+    """Mix integers (a seed, an epoch, a purpose tag) into one well-spread 64-bit seed (splitmix64)."""
+    state = 0x9E3779B97F4A7C15
+    for part in parts:
+        state = (state ^ (int(part) & _MASK64)) & _MASK64
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        state = z ^ (z >> 31)
+    return state
+
+
+def index_tensor(indices: Any, length: int) -> Tensor:
+    """``indices`` as a 1-D int64 CPU tensor, checked to lie in ``[0, length)`` (IndexError if not)."""
+    idx = torch.as_tensor(indices, dtype=torch.long, device="cpu").reshape(-1)
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= length):
+        raise IndexError(f"indices must lie in [0, {length}), got min {int(idx.min())}, max {int(idx.max())}")
+    return idx
+
+
+def one_hot(labels: Tensor, c_dim: int) -> Tensor:
+    """Integer class labels ``[N]`` as one-hot float32 ``[N, c_dim]``."""
+    return torch.nn.functional.one_hot(labels.long(), c_dim).to(torch.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(num_items: int, seed: int, epoch: int) -> Tensor:
+    generator = torch.Generator().manual_seed(mix_seed(seed, epoch))
+    return torch.randperm(num_items, generator=generator)
+
+
+def epoch_of(num_items: int, batch: int, step: int) -> int:
+    """The epoch in which batch ``step`` starts: ``(step * batch) // num_items``."""
+    return (step * batch) // num_items
+
+
+def batch_indices(num_items: int, batch: int, step: int, seed: int) -> Tensor:
+    """The item indices of batch ``step``, as a LongTensor ``[batch]``.
+
+    The index stream is the concatenation of one permutation of ``range(num_items)`` per epoch;
+    epoch ``e``'s permutation comes from ``torch.Generator().manual_seed(mix_seed(seed, e))``.
+    Batch ``step`` is stream positions ``[step * batch, (step + 1) * batch)``, so it may span two
+    (or, when ``batch > num_items``, more) epochs. Stateless: resuming at any step needs no state.
+    """
+    if num_items <= 0:
+        raise ValueError(f"num_items must be > 0, got {num_items}")
+    if batch <= 0:
+        raise ValueError(f"batch must be > 0, got {batch}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    start = step * batch
+    stop = start + batch
+    pieces = []
+    pos = start
+    while pos < stop:
+        epoch, offset = divmod(pos, num_items)
+        take = min(num_items - offset, stop - pos)
+        pieces.append(_epoch_permutation(num_items, seed, epoch)[offset : offset + take])
+        pos += take
+    return pieces[0].clone() if len(pieces) == 1 else torch.cat(pieces)

@@ -1,0 +1,206 @@
+"""Images from a directory tree or a .zip of PNG/JPEG files, resized and centre-cropped to squares."""
+
+import io
+import os
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+
+from gancore.backbone import DataInfo
+from gancore.config import DataConfig
+from gancore.data.base import DataError, Dataset, index_tensor
+
+__all__ = ["IMAGE_EXTENSIONS", "FolderDataset", "load_square_image"]
+
+#: File name endings read as images (compared case-insensitively).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+#: PIL modes treated as grayscale when ``data.channels`` is not set.
+GRAY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+#: Decoded images are kept in memory up to this many bytes (least recently used go first).
+CACHE_BYTES = 256 * 2**20
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Integer / float grayscale modes (16-bit PNGs) scaled to 8-bit "L" instead of clipped."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    arr = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        peak = 1.0 if arr.size and arr.max() <= 1.0 else 255.0
+    else:
+        peak = 65535.0 if image.mode.startswith("I;16") or (arr.size and arr.max() > 255) else 255.0
+    return Image.fromarray(np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8), "L")
+
+
+def load_square_image(image: Image.Image, resolution: int, channels: int) -> np.ndarray:
+    """An image as uint8 ``[channels, resolution, resolution]``: converted to L or RGB, resized so its
+    shorter side is ``resolution`` (LANCZOS down, BICUBIC up), then centre-cropped to a square."""
+    image = ImageOps.exif_transpose(image)
+    image = _to_8bit(image)
+    image = image.convert("L" if channels == 1 else "RGB")
+    w, h = image.size
+    if min(w, h) != resolution:
+        scale = resolution / min(w, h)
+        size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+        resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC
+        image = image.resize(size, resample=resample)
+        w, h = image.size
+    left, top = (w - resolution) // 2, (h - resolution) // 2
+    image = image.crop((left, top, left + resolution, top + resolution))
+    arr = np.asarray(image, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+class FolderDataset(Dataset):
+    """The PNG/JPEG files under a directory (recursively) or inside a .zip, in sorted order.
+
+    Files are decoded lazily in ``get`` and kept in a small LRU cache. ``resolution`` defaults to
+    the shorter side of the first image, ``channels`` to 1 when it is grayscale, else 3.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        resolution: int | None = None,
+        channels: int | None = None,
+        num_samples: int | None = None,
+    ):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(f"data.path: no such file or directory: {self.path}")
+        self._is_zip = self.path.is_file()
+        if self._is_zip and not zipfile.is_zipfile(self.path):
+            raise DataError(f"data.path: {self.path} is neither a directory nor a .zip file")
+        self._zip: zipfile.ZipFile | None = None
+        self._zip_pid: int | None = None
+        self.files = self._list_files()
+        if not self.files:
+            raise DataError(f"data.path: no images ({', '.join(IMAGE_EXTENSIONS)}) found in {self.path}")
+        if num_samples is not None:
+            if num_samples > len(self.files):
+                raise DataError(
+                    f"data.num_samples: asked for {num_samples} images, {self.path} holds only {len(self.files)}"
+                )
+            self.files = self.files[:num_samples]
+        if resolution is None or channels is None:
+            with self._open(0) as first:
+                if resolution is None:
+                    resolution = min(first.size)
+                if channels is None:
+                    channels = 1 if first.mode in GRAY_MODES else 3
+        if resolution < 1:
+            raise DataError(f"data.resolution: must be >= 1, got {resolution}")
+        if channels not in (1, 3):
+            raise DataError(f"data.channels: must be 1 or 3, got {channels}")
+        self.resolution = resolution
+        self.channels = channels
+        self.info = DataInfo(name="folder", shape=(channels, resolution, resolution), c_dim=0)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_items = max(1, CACHE_BYTES // (channels * resolution * resolution))
+
+    @classmethod
+    def from_config(cls, config: DataConfig) -> "FolderDataset":
+        """Build from ``[data]``: path (required), resolution, channels, num_samples (first N files)."""
+        if config.path is None:
+            raise DataError("data.path: required for data set 'folder' (a directory or a .zip of PNG/JPEG files)")
+        if config.labels:
+            raise DataError("data.labels: data set 'folder' has no labels")
+        return cls(config.path, resolution=config.resolution, channels=config.channels, num_samples=config.num_samples)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def _list_files(self) -> list[str]:
+        if self._is_zip:
+            try:
+                names = self._archive().namelist()
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise DataError(f"data.path: cannot read the zip file {self.path}: {exc}") from None
+            return sorted(
+                name
+                for name in names
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+                and not name.endswith("/")
+                and not name.startswith("__MACOSX/")
+                and not name.rsplit("/", 1)[-1].startswith("._")
+            )
+        files = []
+        for root, _dirs, names in os.walk(self.path, followlinks=True):
+            for name in names:
+                if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("._"):
+                    files.append(Path(root, name).relative_to(self.path).as_posix())
+        return sorted(files)
+
+    def _archive(self) -> zipfile.ZipFile:
+        # One handle per process: a handle inherited over fork must not be shared.
+        if self._zip is None or self._zip_pid != os.getpid():
+            self._zip = zipfile.ZipFile(self.path)
+            self._zip_pid = os.getpid()
+        return self._zip
+
+    def file_name(self, index: int) -> str:
+        """Where item ``index`` comes from: a file path, or ``archive.zip:member``."""
+        if self._is_zip:
+            return f"{self.path}:{self.files[index]}"
+        return str(self.path / self.files[index])
+
+    def _open(self, index: int) -> Image.Image:
+        try:
+            if self._is_zip:
+                data = self._archive().read(self.files[index])
+                image = Image.open(io.BytesIO(data))
+            else:
+                image = Image.open(self.path / self.files[index])
+            image.load()
+        except (OSError, ValueError, SyntaxError, zipfile.BadZipFile, Image.DecompressionBombError) as exc:
+            raise DataError(f"cannot read image {self.file_name(index)}: {exc}") from None
+        return image
+
+    def _load(self, index: int) -> np.ndarray:
+        cached = self._cache.get(index)
+        if cached is not None:
+            self._cache.move_to_end(index)
+            return cached
+        with self._open(index) as image:
+            try:
+                arr = load_square_image(image, self.resolution, self.channels)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"cannot read image {self.file_name(index)}: {exc}") from None
+        self._cache[index] = arr
+        if len(self._cache) > self._cache_items:
+            self._cache.popitem(last=False)
+        return arr
+
+    # -- Dataset --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Number of image files."""
+        return len(self.files)
+
+    def get(self, indices: Tensor) -> tuple[Tensor, None]:
+        """Images ``[N, C, R, R]`` in [-1, 1]; no labels."""
+        idx = index_tensor(indices, len(self))
+        batch = np.empty((len(idx), self.channels, self.resolution, self.resolution), dtype=np.uint8)
+        for row, i in enumerate(idx.tolist()):
+            batch[row] = self._load(i)
+        x = torch.from_numpy(batch).to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
+        return x, None
+
+    def describe(self) -> str:
+        """One line for logs."""
+        r = self.resolution
+        return f"folder {self.path}: {len(self)} images {self.channels}x{r}x{r}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_zip"] = None
+        state["_zip_pid"] = None
+        state["_cache"] = OrderedDict()
+        return state

@@ -1,0 +1,110 @@
+"""Adversarial losses, R1, path length and the weighted mean, as free functions."""
+
+import math
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "LOSSES",
+    "LossTerm",
+    "d_adversarial_loss",
+    "g_adversarial_loss",
+    "path_length_penalty",
+    "r1_penalty",
+    "weighted_mean",
+]
+
+#: Adversarial loss conventions; for every one a higher logit means "more realistic".
+LOSSES = ("nonsaturating", "hinge")
+
+
+@attrs.frozen
+class LossTerm:
+    """A named loss term a plugin adds to D's or G's loss.
+
+    ``value`` is a scalar tensor (or a per-sample tensor, which is averaged); it enters the
+    loss as ``weight * value`` and is reported in the stats under its name, prefixed with the
+    plugin's (``Loss/D/glead_real``).
+    """
+
+    name: str
+    value: Tensor
+    weight: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.value, Tensor):
+            raise TypeError(f"LossTerm {self.name!r}: value must be a tensor, got {type(self.value).__name__}")
+        if not self.name or "/" in self.name:
+            raise ValueError(f"LossTerm name must be non-empty and contain no '/', got {self.name!r}")
+
+    @property
+    def scalar(self) -> Tensor:
+        """The term's value reduced to a scalar (mean over any remaining axes)."""
+        return self.value if self.value.ndim == 0 else self.value.mean()
+
+    @property
+    def weighted(self) -> Tensor:
+        """``weight * scalar``: what is added to the loss."""
+        return self.scalar * self.weight
+
+
+def _check_loss(kind: str) -> None:
+    if kind not in LOSSES:
+        raise ValueError(f"unknown adversarial loss {kind!r}; choose one of {', '.join(LOSSES)}")
+
+
+def g_adversarial_loss(d_fake: Tensor, kind: str = "nonsaturating") -> Tensor:
+    """Per-sample G loss ``[N]`` for D's logits on fakes.
+
+    nonsaturating: ``softplus(-D(G(z)))``; hinge: ``-D(G(z))``.
+    """
+    _check_loss(kind)
+    return F.softplus(-d_fake) if kind == "nonsaturating" else -d_fake
+
+
+def d_adversarial_loss(d_real: Tensor, d_fake: Tensor, kind: str = "nonsaturating") -> tuple[Tensor, Tensor]:
+    """Per-sample D losses ``([N], [N])`` for real and fake logits.
+
+    nonsaturating: ``softplus(-D(x))`` and ``softplus(D(G(z)))``; hinge: ``relu(1 - D(x))`` and
+    ``relu(1 + D(G(z)))``.
+    """
+    _check_loss(kind)
+    if kind == "nonsaturating":
+        return F.softplus(-d_real), F.softplus(d_fake)
+    return F.relu(1.0 - d_real), F.relu(1.0 + d_fake)
+
+
+def weighted_mean(values: Tensor, weights: Tensor | None) -> Tensor:
+    """``sum(w * v) / sum(w)`` over a batch (plain mean when ``weights`` is None).
+
+    When every weight is zero the result is zero (and so are its gradients).
+    """
+    if weights is None:
+        return values.mean()
+    if weights.shape != values.shape:
+        raise ValueError(f"sample weights have shape {list(weights.shape)}, losses {list(values.shape)}")
+    weights = weights.to(values.dtype)
+    return (weights * values).sum() / weights.sum().clamp_min(torch.finfo(values.dtype).tiny)
+
+
+def r1_penalty(d_real: Tensor, real: Tensor) -> Tensor:
+    """Per-sample squared gradient norm of D at the reals, ``[N]`` (``real`` must require grad)."""
+    (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+    return grad.square().flatten(1).sum(1)
+
+
+def path_length_penalty(images: Tensor, w: Tensor, pl_mean: Tensor, decay: float) -> tuple[Tensor, Tensor, Tensor]:
+    """StyleGAN2's path length regulariser.
+
+    Returns the per-sample penalty ``(|J^T y| - a)^2``, the per-sample lengths, and the updated
+    running mean ``a`` (detached); ``y`` is Gaussian noise scaled by the image size.
+    """
+    pixels = math.prod(images.shape[2:]) if images.ndim > 2 else 1
+    noise = torch.randn_like(images) / math.sqrt(pixels)
+    (grad,) = torch.autograd.grad((images * noise).sum(), w, create_graph=True)
+    lengths = grad.square().flatten(1).sum(1).sqrt()
+    new_mean = pl_mean.lerp(lengths.mean().detach(), decay)
+    return (lengths - new_mean).square(), lengths, new_mean

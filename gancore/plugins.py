@@ -1,0 +1,309 @@
+"""Plugin manager: entry-point discovery, instantiation with config, ordering, checks, listing."""
+
+import difflib
+import importlib.metadata as metadata
+import inspect
+from typing import Any, Iterable, Iterator, Sequence
+
+import attrs
+import pluggy
+
+from gancore import hookspecs
+from gancore.backbone import CAPABILITIES, BackboneSpec
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "HookError",
+    "PluginError",
+    "PluginInfo",
+    "PluginManager",
+    "UnknownPluginError",
+    "register_local_plugin",
+    "unregister_local_plugin",
+]
+
+#: The entry-point group every gancore plugin distribution declares.
+ENTRY_POINT_GROUP = "gancore"
+
+#: Plugin kinds loaded whether or not a run lists them (they only add choices).
+INFRASTRUCTURE_KINDS = ("backbone", "ops")
+
+
+class PluginError(Exception):
+    """A problem with a plugin: unknown, badly declared, conflicting, or failing."""
+
+
+class UnknownPluginError(PluginError, LookupError):
+    """A run names a plugin that is not installed."""
+
+
+class HookError(PluginError):
+    """An exception raised inside a plugin's hook implementation, re-raised with both names."""
+
+    def __init__(self, plugin: str, hook: str, error: BaseException):
+        self.plugin = plugin
+        self.hook = hook
+        self.error = error
+        super().__init__(f"hook {hook} of plugin {plugin!r} failed: {type(error).__name__}: {error}")
+
+
+@attrs.frozen(kw_only=True)
+class PluginInfo:
+    """What ``gancore plugins`` reports about one installed plugin."""
+
+    name: str
+    kind: str
+    distribution: str | None
+    version: str | None
+    description: str
+    hooks: tuple[str, ...]
+    source: str  # "entry point" or "local"
+
+
+# Plugins registered in-process (tests, notebooks): name -> class or instance.
+_local_plugins: dict[str, Any] = {}
+
+
+def register_local_plugin(plugin: Any, name: str | None = None) -> str:
+    """Make a plugin class (or instance) available by name without installing a distribution.
+
+    A class is instantiated per run with its config section like an installed plugin; an
+    instance is used as it is (and takes no settings). Returns the name it was registered under.
+    """
+    name = name or getattr(plugin, "name", None)
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"plugin {plugin!r} has no name; set a `name` attribute or pass name=")
+    _local_plugins[name] = plugin
+    return name
+
+
+def unregister_local_plugin(name: str) -> None:
+    """Remove a plugin registered with :func:`register_local_plugin` (no error if absent)."""
+    _local_plugins.pop(name, None)
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def _hook_names(obj: Any) -> tuple[str, ...]:
+    names = []
+    for attr_name in dir(obj):
+        if attr_name.startswith("gancore_"):
+            member = getattr(obj, attr_name, None)
+            if callable(member) and hasattr(member, "gancore_impl"):
+                names.append(attr_name)
+    return tuple(sorted(names))
+
+
+class PluginManager:
+    """Finds installed plugins, builds the ones a run names, and calls their hooks.
+
+    Backbone and ops providers (``kind = "backbone" | "ops"``) are registered on creation; method
+    plugins only when :meth:`load_run_plugins` is given their names. Call hooks through
+    :attr:`hooks` (a :class:`~gancore.hooks.Hooks` facade that applies every combine rule).
+    """
+
+    def __init__(self) -> None:
+        from gancore.hooks import Hooks
+        from gancore.ops import OpsRegistry
+
+        self.pm = pluggy.PluginManager("gancore")
+        self.pm.add_hookspecs(hookspecs)
+        self._entry_points = _entry_points()
+        self._classes: dict[str, Any] = {}
+        self.run_plugins: dict[str, Any] = {}
+        self.backbones: dict[str, BackboneSpec] = {}
+        self._backbone_owner: dict[str, str] = {}
+        self.ops = OpsRegistry()
+        self.hooks = Hooks(self)
+        for name in self.available_names():
+            plugin = self.plugin_class(name)
+            if getattr(plugin, "kind", "method") in INFRASTRUCTURE_KINDS:
+                self._register(name, self._instantiate(name, plugin, None))
+        self.hooks.register_backbones(self._add_backbone)
+        self.hooks.register_ops(self.ops.register)
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    def available_names(self) -> list[str]:
+        """Names of all plugins that can be loaded: installed entry points and local ones."""
+        return sorted(set(self._entry_points) | set(_local_plugins))
+
+    def plugin_class(self, name: str) -> Any:
+        """The class (or instance, for local registrations) behind plugin ``name``."""
+        if name in _local_plugins:
+            return _local_plugins[name]
+        if name in self._classes:
+            return self._classes[name]
+        ep = self._entry_points.get(name)
+        if ep is None:
+            installed = ", ".join(self.available_names()) or "none"
+            raise UnknownPluginError(
+                f"plugin {name!r} is not installed; installed: {installed}. "
+                f"Try: pip install gancore-{name}"
+            )
+        try:
+            loaded = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {name!r} (entry point {ep.value!r}) failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._classes[name] = loaded
+        return loaded
+
+    def config_class(self, name: str) -> type | None:
+        """The config class of method plugin ``name`` (LookupError naming the problem)."""
+        plugin = self.plugin_class(name)
+        kind = getattr(plugin, "kind", "method")
+        if kind in INFRASTRUCTURE_KINDS:
+            raise PluginError(
+                f"plugin {name!r} provides {kind}s and is always loaded; "
+                "remove it from the plugins list (choose a backbone with [backbone] name = ...)"
+            )
+        if not inspect.isclass(plugin):
+            return None
+        return getattr(plugin, "config_class", None)
+
+    def backbone_config_class(self, name: str) -> type:
+        """The config class of registered backbone ``name`` (LookupError listing the known ones)."""
+        return self.backbone(name).config_class
+
+    def backbone(self, name: str) -> BackboneSpec:
+        """The registered backbone ``name``."""
+        try:
+            return self.backbones[name]
+        except KeyError:
+            known = ", ".join(sorted(self.backbones)) or "none"
+            raise UnknownPluginError(
+                f"backbone {name!r} is not registered; registered: {known}. "
+                f"Try: pip install gancore-{name}"
+            ) from None
+
+    def info(self) -> list[PluginInfo]:
+        """Describe every available plugin: kind, distribution, version, hooks."""
+        infos = []
+        for name in self.available_names():
+            plugin = self.plugin_class(name)
+            ep = self._entry_points.get(name) if name not in _local_plugins else None
+            dist = ep.dist if ep is not None else None
+            doc = inspect.getdoc(plugin) or ""
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    kind=getattr(plugin, "kind", "method"),
+                    distribution=dist.metadata["Name"] if dist is not None else None,
+                    version=dist.version if dist is not None else getattr(plugin, "version", None),
+                    description=doc.splitlines()[0] if doc else "",
+                    hooks=_hook_names(plugin),
+                    source="local" if ep is None else "entry point",
+                )
+            )
+        return infos
+
+    def versions(self, names: Iterable[str]) -> dict[str, dict[str, str | None]]:
+        """``{plugin: {"distribution": ..., "version": ...}}`` for the given plugin names."""
+        by_name = {info.name: info for info in self.info()}
+        return {
+            name: {"distribution": by_name[name].distribution, "version": by_name[name].version}
+            for name in names
+            if name in by_name
+        }
+
+    # -- registration -------------------------------------------------------------------------
+
+    def _instantiate(self, name: str, plugin: Any, config: Any) -> Any:
+        if not inspect.isclass(plugin):
+            if config is not None:
+                raise PluginError(f"plugin {name!r} was registered as an instance and takes no settings")
+            return plugin
+        try:
+            return plugin(config) if getattr(plugin, "config_class", None) is not None else plugin()
+        except Exception as exc:
+            raise PluginError(f"plugin {name!r} failed to initialise: {type(exc).__name__}: {exc}") from exc
+
+    def _register(self, name: str, instance: Any) -> None:
+        try:
+            self.pm.register(instance, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+        except ValueError as exc:
+            raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from exc
+
+    def load_run_plugins(self, entries: Sequence[Any]) -> list[Any]:
+        """Instantiate the run's plugins with their configs and register them.
+
+        ``entries`` are :class:`~gancore.config.PluginEntry` objects (``name``, ``config``) in
+        list order. They are registered in reverse order, so hooks call the first listed first.
+        Returns the instances in list order.
+        """
+        instances = []
+        for entry in entries:
+            if entry.name in self.run_plugins:
+                raise PluginError(f"plugin {entry.name!r} is listed twice")
+            plugin = self.plugin_class(entry.name)
+            if getattr(plugin, "kind", "method") in INFRASTRUCTURE_KINDS:
+                self.config_class(entry.name)  # raises the explanatory error
+            instances.append((entry.name, self._instantiate(entry.name, plugin, entry.config)))
+        for name, instance in reversed(instances):
+            self._register(name, instance)
+        self.run_plugins = {name: instance for name, instance in instances}
+        return [instance for _, instance in instances]
+
+    def check_pending(self) -> None:
+        """Raise a PluginError for hook implementations that match no spec (typos)."""
+        for name, plugin in self.pm.list_name_plugin():
+            for attr_name in _hook_names(plugin):
+                if not hasattr(self.pm.hook, attr_name) or not getattr(self.pm.hook, attr_name).has_spec():
+                    known = [n for n in dir(hookspecs) if n.startswith("gancore_")]
+                    close = difflib.get_close_matches(attr_name, known, n=1)
+                    hint = f" (did you mean {close[0]}?)" if close else ""
+                    raise PluginError(f"plugin {name!r} implements unknown hook {attr_name}{hint}")
+        self.pm.check_pending()
+
+    def check_requirements(self, backbone: BackboneSpec) -> None:
+        """Check every run plugin's ``requires`` and ``conflicts`` against the run.
+
+        ``requires`` holds plugin names and backbone capabilities spelled
+        ``"backbone.<capability>"``; ``conflicts`` holds plugin names. One error names both sides.
+        """
+        problems = []
+        names = list(self.run_plugins)
+        for name, plugin in self.run_plugins.items():
+            for need in getattr(plugin, "requires", ()):
+                if need.startswith("backbone."):
+                    capability = need.removeprefix("backbone.")
+                    if capability not in CAPABILITIES:
+                        problems.append(f"plugin {name!r} requires unknown capability {capability!r}")
+                    elif capability not in backbone.capabilities:
+                        problems.append(
+                            f"plugin {name!r} requires backbone capability {capability!r} "
+                            f"({CAPABILITIES[capability]}), which backbone {backbone.name!r} lacks"
+                        )
+                elif need not in names:
+                    problems.append(f"plugin {name!r} requires plugin {need!r}; add it to the plugins list")
+            for other in getattr(plugin, "conflicts", ()):
+                if other in names:
+                    problems.append(f"plugin {name!r} conflicts with plugin {other!r}; use one of them")
+        if problems:
+            raise PluginError("; ".join(problems))
+
+    def _add_backbone(self, spec: BackboneSpec, *, _owner: str = "?") -> None:
+        if not isinstance(spec, BackboneSpec):
+            raise TypeError(f"register() expects a BackboneSpec, got {type(spec).__name__}")
+        if spec.name in self.backbones:
+            raise PluginError(
+                f"backbone {spec.name!r} is registered twice: by plugin {self._backbone_owner[spec.name]!r} "
+                f"and by plugin {_owner!r}; uninstall one of them"
+            )
+        self.backbones[spec.name] = spec
+        self._backbone_owner[spec.name] = _owner
+
+    def iter_impls(self, hook_name: str) -> Iterator[tuple[str, Any]]:
+        """``(plugin_name, hookimpl)`` pairs of a hook, in call order (first listed first)."""
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            yield impl.plugin_name, impl

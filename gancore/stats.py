@@ -1,0 +1,47 @@
+"""Training statistics: averaging over a logging interval and appending to stats.jsonl."""
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["StatsLog"]
+
+
+class StatsLog:
+    """Accumulates per-step values and writes their means once per logging interval.
+
+    Each line of ``stats.jsonl`` holds ``step`` (steps completed), ``kimg`` (thousands of real
+    images shown), ``sec_per_step`` and the mean of every value reported since the last line.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.history: list[dict[str, Any]] = []
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, values: Mapping[str, float]) -> None:
+        """Add one step's values to the running means."""
+        for key, value in values.items():
+            value = float(value)
+            self._sums[key] = self._sums.get(key, 0.0) + value
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def flush(self, step: int, kimg: float, sec_per_step: float) -> dict[str, Any]:
+        """Write the means since the last flush as one line and return it."""
+        line: dict[str, Any] = {"step": step, "kimg": round(kimg, 6), "sec_per_step": sec_per_step}
+        for key in sorted(self._sums):
+            line[key] = self._sums[key] / self._counts[key]
+        self._sums.clear()
+        self._counts.clear()
+        self.history.append(line)
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(line, allow_nan=True) + "\n")
+        return line
+
+
+def read_stats(path: Path) -> list[dict[str, Any]]:
+    """Read every line of a stats.jsonl file."""
+    with Path(path).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,518 @@
+"""The run and its training step: phases Dmain, Dreg, Gmain, Greg and the EMA of G."""
+
+import contextlib
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import attrs
+import torch
+from torch import Tensor, nn
+from torch.autograd.profiler import record_function
+
+from gancore import checkpoint as ckpt
+from gancore.backbone import BackboneSpec, DataInfo, count_parameters
+from gancore.config import META_KEY, RunConfig, parse_run_config
+from gancore.data import Dataset, batch_indices, build_dataset, epoch_of
+from gancore.hooks import NamedTerm
+from gancore.losses import (
+    d_adversarial_loss,
+    g_adversarial_loss,
+    path_length_penalty,
+    r1_penalty,
+    weighted_mean,
+)
+from gancore.plugins import PluginManager
+from gancore.samples import save_samples
+
+__all__ = ["Run", "resolve_device"]
+
+#: Offset of the seed of the fixed sample-grid latents from the run's seed.
+_GRID_SEED_OFFSET = 0x5EED
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn ``train.device`` into a torch device ("auto": CUDA when available, else CPU)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but CUDA is not available here")
+    return device
+
+
+@contextlib.contextmanager
+def _requires_grad(module: nn.Module, flag: bool) -> Iterator[None]:
+    previous = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(flag)
+    try:
+        yield
+    finally:
+        for p, was in zip(module.parameters(), previous):
+            p.requires_grad_(was)
+
+
+def _lazy_adam(params: Any, lr: float, betas: tuple[float, float], interval: int | None) -> torch.optim.Adam:
+    # StyleGAN2's lazy regularisation: scale lr and betas so the effective update matches.
+    if interval:
+        ratio = interval / (interval + 1)
+        lr, betas = lr * ratio, (betas[0] ** ratio, betas[1] ** ratio)
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8)
+
+
+class Run:
+    """One training session: config, plugins, data, networks, optimizers and counters.
+
+    Build it with :meth:`build` (or :func:`gancore.train`), continue one with :meth:`resume`.
+    ``out_dir`` None keeps everything in memory (no stats file, samples or checkpoints).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        manager: PluginManager,
+        backbone: BackboneSpec,
+        data_info: DataInfo,
+        dataset: Dataset | None,
+        device: torch.device,
+        out_dir: Path | None,
+    ):
+        self.config = config
+        self.manager = manager
+        self.hooks = manager.hooks
+        self.backbone = backbone
+        self.data_info = data_info
+        self.dataset = dataset
+        self.device = device
+        self.out_dir = out_dir
+        self.plugins: dict[str, Any] = dict(manager.run_plugins)
+        self.step = 0
+        self.nimg = 0
+        self.rng = torch.Generator().manual_seed(config.train.seed)
+        self.pl_mean = torch.zeros((), device=device)
+        self.G: nn.Module
+        self.D: nn.Module
+        self.G_ema: nn.Module
+        self.opt_G: torch.optim.Optimizer | None = None
+        self.opt_D: torch.optim.Optimizer | None = None
+        self.last_stats: dict[str, float] = {}
+        from gancore.stats import StatsLog
+
+        self.log = StatsLog(out_dir / "stats.jsonl" if out_dir is not None else None)
+
+    # -- building -----------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        config: RunConfig | Mapping[str, Any],
+        out_dir: str | Path | None = None,
+        *,
+        manager: PluginManager | None = None,
+        dataset: Dataset | None = None,
+        data_info: DataInfo | None = None,
+        for_training: bool = True,
+    ) -> "Run":
+        """Build a run: plugins, data, networks, ``gancore_setup``, G_ema and optimizers.
+
+        ``config`` is a :class:`RunConfig` or a raw run-file dict. Without ``dataset`` the data
+        set named in the config is loaded, unless ``data_info`` is given and ``for_training`` is
+        False (rebuilding a run to sample from it). Nothing is written until training starts.
+        """
+        manager = manager or PluginManager()
+        if not isinstance(config, RunConfig):
+            config = parse_run_config(
+                config, manager.backbone_config_class, manager.config_class, source="<config>"
+            )
+        torch.manual_seed(config.train.seed)
+        device = resolve_device(config.train.device)
+        if dataset is None and (for_training or data_info is None):
+            dataset = build_dataset(config.data)
+        info = dataset.info if dataset is not None else data_info
+        assert info is not None
+        backbone = manager.backbone(config.backbone.name)
+        backbone_config = backbone.resolve_config(config.backbone.config, info)
+        config = config.evolve(backbone=attrs.evolve(config.backbone, config=backbone_config))
+        manager.load_run_plugins(config.plugins)
+        manager.check_pending()
+        manager.check_requirements(backbone)
+        if config.train.pl_weight > 0 and "path_length" not in backbone.capabilities:
+            raise ValueError(
+                f"train.pl_weight: backbone {backbone.name!r} has no path_length capability; set it to 0"
+            )
+        run = cls(config, manager, backbone, info, dataset, device, Path(out_dir) if out_dir else None)
+        run.G = backbone.generator_class(backbone_config).to(device)
+        run.D = backbone.discriminator_class(backbone_config).to(device)
+        run.hooks.setup(run)
+        run.G.to(device)
+        run.D.to(device)
+        run.G_ema = copy.deepcopy(run.G).eval().requires_grad_(False)
+        train = config.train
+        run.opt_G = _lazy_adam(
+            run.G.parameters(), train.g_lr, train.betas, train.g_reg_interval if train.pl_weight > 0 else None
+        )
+        run.opt_D = _lazy_adam(
+            run.D.parameters(), train.d_lr, train.betas, train.d_reg_interval if train.r1_gamma > 0 else None
+        )
+        return run
+
+    @classmethod
+    def resume(
+        cls, path: str | Path, steps: int | None = None, *, manager: PluginManager | None = None
+    ) -> "Run":
+        """Rebuild a run from its newest checkpoint (or a given checkpoint folder).
+
+        ``steps`` extends (or shortens) the run's total length. The run keeps writing into the
+        run folder that holds the checkpoint.
+        """
+        checkpoint = ckpt.find_checkpoint(path)
+        state = ckpt.read_state(checkpoint)
+        raw = dict(state["config"])
+        if steps is not None:
+            raw["train"] = {**raw.get("train", {}), "steps": steps}
+        run_dir = checkpoint.parent.parent
+        run = cls.build(raw, out_dir=run_dir, manager=manager)
+        run.load_checkpoint(checkpoint, state)
+        return run
+
+    @classmethod
+    def for_sampling(cls, path: str | Path, *, manager: PluginManager | None = None) -> "Run":
+        """Rebuild a run from a checkpoint to sample from it, without loading its data set."""
+        checkpoint = ckpt.find_checkpoint(path)
+        state = ckpt.read_state(checkpoint)
+        info = DataInfo(**{k: tuple(v) if k == "shape" else v for k, v in state["data_info"].items()})
+        run = cls.build(state["config"], manager=manager, data_info=info, for_training=False)
+        ckpt.load_module(run.G_ema, checkpoint / "G_ema.safetensors")
+        run.step, run.nimg = state["step"], state["nimg"]
+        return run
+
+    # -- counters -----------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The data epoch of the current step (0-based)."""
+        return epoch_of(len(self.dataset), self.config.train.batch, self.step) if self.dataset else 0
+
+    @property
+    def kimg(self) -> float:
+        """Thousands of real images shown to D so far."""
+        return self.nimg / 1000
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameter counts of G, D and G_ema, and of the modules plugins attached."""
+        counts = {"G": count_parameters([self.G]), "D": count_parameters([self.D]), "G_ema": count_parameters([self.G_ema])}
+        for net_name, net in (("G", self.G), ("D", self.D)):
+            for group in ("adapters", "cond_encoders", "attachments"):
+                modules = getattr(net, group, None)
+                if modules is not None:
+                    for name, module in modules.items():
+                        counts[f"{net_name}.{group}.{name}"] = count_parameters([module])
+        return counts
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def _real_batch(self) -> tuple[Tensor, Tensor | None]:
+        assert self.dataset is not None, "this run was built without a data set"
+        indices = batch_indices(len(self.dataset), self.config.train.batch, self.step, self.config.train.seed)
+        x, c = self.dataset.get(indices)
+        return x.to(self.device, non_blocking=True), None if c is None else c.to(self.device)
+
+    def generator_inputs(
+        self, batch_size: int, c: Tensor | None = None, rng: torch.Generator | None = None
+    ) -> dict[str, Any]:
+        """Latents ``z``, labels ``c`` and the plugins' ``cond`` for one G forward."""
+        rng = self.rng if rng is None else rng
+        z = torch.randn(batch_size, self.G.z_dim, generator=rng).to(self.device)
+        if c is None and self.data_info.c_dim > 0:
+            labels = torch.randint(self.data_info.c_dim, (batch_size,), generator=rng)
+            c = torch.nn.functional.one_hot(labels, self.data_info.c_dim).float().to(self.device)
+        cond = self.hooks.generator_inputs(self, batch_size, rng)
+        return {"z": z, "c": c, "cond": cond}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.train.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- the training step --------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        """Run one iteration (all phases, EMA, hooks) and return its statistics."""
+        train = self.config.train
+        self.G.train()
+        self.D.train()
+        self.hooks.step_start(self)
+        stats: dict[str, float] = {}
+        real, c_real = self._real_batch()
+        batch = real.shape[0]
+
+        with record_function("Dmain"), _requires_grad(self.G, False):
+            inputs = self.generator_inputs(batch, c_real)
+            with torch.no_grad(), self._autocast():
+                fake = self.G(inputs["z"], inputs["c"], inputs["cond"]).float()
+            d_input_real, d_input_fake = self.hooks.before_d_step(self, real, fake)
+            with self._autocast():
+                d_real = self.D(d_input_real, c_real).float()
+                d_fake = self.D(d_input_fake, inputs["c"]).float()
+            loss_real, loss_fake = d_adversarial_loss(d_real, d_fake, train.loss)
+            terms = self.hooks.d_loss(self, d_input_real, d_input_fake, d_real, d_fake)
+            loss = loss_real.mean() + loss_fake.mean() + _sum_terms(terms, d_real)
+            self._optimize(self.opt_D, loss)
+            stats.update({
+                "Loss/D/real": float(loss_real.detach().mean()),
+                "Loss/D/fake": float(loss_fake.detach().mean()),
+                "Loss/scores/real": float(d_real.detach().mean()),
+                "Loss/scores/fake": float(d_fake.detach().mean()),
+            })
+            _report_terms(stats, "Loss/D", terms)
+            stats["Loss/D/total"] = float(loss.detach())
+
+        if train.r1_gamma > 0 and self.step % train.d_reg_interval == 0:
+            with record_function("Dreg"), _requires_grad(self.G, False):
+                real_reg = real.detach().requires_grad_(True)
+                d_real = self.D(real_reg, c_real).float()
+                r1 = r1_penalty(d_real, real_reg)
+                terms = self.hooks.d_reg_loss(self, real_reg, d_real)
+                loss = (r1.mean() * (train.r1_gamma / 2) + d_real.mean() * 0) * train.d_reg_interval
+                loss = loss + _sum_terms(terms, d_real)
+                self._optimize(self.opt_D, loss)
+                stats["Loss/Dreg/r1"] = float(r1.detach().mean())
+                _report_terms(stats, "Loss/Dreg", terms)
+
+        with record_function("Gmain"), _requires_grad(self.D, False):
+            inputs = self.generator_inputs(batch, c_real)
+            with self._autocast():
+                fake = self.G(inputs["z"], inputs["c"], inputs["cond"]).float()
+                d_fake = self.D(fake, inputs["c"]).float()
+            per_sample = g_adversarial_loss(d_fake, train.loss)
+            weights = self.hooks.sample_weights(self, fake, d_fake.detach())
+            adversarial = weighted_mean(per_sample, weights)
+            terms = self.hooks.g_loss(self, fake, d_fake, inputs)
+            terms += self.hooks.teacher_loss(self, fake, inputs, weights)
+            loss = adversarial + _sum_terms(terms, adversarial)
+            self._optimize(self.opt_G, loss)
+            stats["Loss/G/adversarial"] = float(adversarial.detach())
+            if weights is not None:
+                stats["Loss/G/weight_sum"] = float(weights.sum())
+            _report_terms(stats, "Loss/G", terms)
+            stats["Loss/G/total"] = float(loss.detach())
+
+        if train.pl_weight > 0 and self.step % train.g_reg_interval == 0:
+            with record_function("Greg"), _requires_grad(self.D, False):
+                pl_batch = max(batch // train.pl_batch_shrink, 1)
+                inputs = self.generator_inputs(pl_batch, None if c_real is None else c_real[:pl_batch])
+                w = self.G.mapping(inputs["z"], inputs["c"])
+                if not w.requires_grad:
+                    w.requires_grad_(True)
+                images = self.G.synthesis(w, cond=inputs["cond"])
+                penalty, lengths, self.pl_mean = path_length_penalty(images, w, self.pl_mean, train.pl_decay)
+                loss = (penalty.mean() * train.pl_weight + images[:, :1].mean() * 0) * train.g_reg_interval
+                self._optimize(self.opt_G, loss)
+                stats["Loss/Greg/pl_penalty"] = float(penalty.detach().mean())
+                stats["Loss/Greg/pl_length"] = float(lengths.detach().mean())
+
+        with record_function("Gema"):
+            self._update_ema(batch)
+        self.nimg += batch
+        self.hooks.step_end(self, stats)
+        self.step += 1
+        self.last_stats = stats
+        return stats
+
+    def _optimize(self, optimizer: torch.optim.Optimizer | None, loss: Tensor) -> None:
+        assert optimizer is not None
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {float(loss)} at step {self.step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def _update_ema(self, batch: int) -> None:
+        train = self.config.train
+        ema_nimg = train.ema_kimg * 1000
+        if train.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.nimg * train.ema_rampup)
+        beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def train(self, steps: int | None = None) -> "Run":
+        """Train until ``steps`` (default ``train.steps``) steps are done; write logs, samples, checkpoints."""
+        train = self.config.train
+        total = train.steps if steps is None else steps
+        if self.out_dir is not None:
+            self._prepare_out_dir()
+        progress = _progress(total, self.step, enabled=train.progress)
+        started = time.perf_counter()
+        steps_since_log = 0
+        try:
+            while self.step < total:
+                self.log.add(self.train_step())
+                steps_since_log += 1
+                done = self.step
+                last = done == total
+                if done % train.log_every == 0 or last:
+                    now = time.perf_counter()
+                    line = self.log.flush(done, self.kimg, (now - started) / steps_since_log)
+                    started, steps_since_log = now, 0
+                    progress.set_postfix(_short_stats(line), refresh=False)
+                if self.out_dir is not None:
+                    if (train.sample_every and done % train.sample_every == 0) or last:
+                        self.save_sample_grid(self.out_dir / "samples" / f"step-{done:06d}.png")
+                    if (train.checkpoint_every and done % train.checkpoint_every == 0) or last:
+                        self.save_checkpoint()
+                progress.update(1)
+        finally:
+            progress.close()
+        return self
+
+    def _prepare_out_dir(self) -> None:
+        assert self.out_dir is not None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / "config.json"
+        tmp = path.with_name(".config.json.tmp")
+        tmp.write_text(json.dumps(self.resolved_config(), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    def resolved_config(self) -> dict[str, Any]:
+        """The fully resolved config in run-file shape, with versions under ``gancore``."""
+        import gancore
+
+        raw = self.config.to_dict()
+        raw[META_KEY] = {
+            "version": gancore.__version__,
+            "backbone_plugin": self.manager._backbone_owner.get(self.backbone.name),
+            "plugins": self.manager.versions(
+                [*self.config.plugin_names, self.manager._backbone_owner.get(self.backbone.name, "")]
+            ),
+            "data_info": _data_info_dict(self.data_info),
+        }
+        return raw
+
+    # -- samples ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, network: str = "G_ema", c: Tensor | None = None) -> Tensor:
+        """Generate ``n`` samples from fixed latents of ``seed`` with G_ema (or ``"G"``)."""
+        net = getattr(self, network)
+        was_training = net.training
+        net.eval()
+        rng = torch.Generator().manual_seed(seed)
+        if c is None and self.data_info.c_dim > 0:
+            c = torch.nn.functional.one_hot(torch.arange(n) % self.data_info.c_dim, self.data_info.c_dim)
+            c = c.float().to(self.device)
+        outputs = []
+        for start in range(0, n, 256):
+            size = min(256, n - start)
+            inputs = self.generator_inputs(size, None if c is None else c[start : start + size], rng=rng)
+            outputs.append(net(inputs["z"], inputs["c"], inputs["cond"]).float().cpu())
+        net.train(was_training)
+        return torch.cat(outputs)
+
+    def save_sample_grid(self, path: Path, n: int | None = None) -> Path:
+        """Save a grid (or, for 2-D data, a scatter plot with real points) from the fixed latents."""
+        seed = self.config.train.seed + _GRID_SEED_OFFSET
+        if self.data_info.is_image:
+            return save_samples(path, self.sample(n or self.config.train.grid, seed=seed))
+        count = n or 2000
+        real = None
+        if self.dataset is not None:
+            real = self.dataset.get(torch.arange(min(count, len(self.dataset))))[0]
+        return save_samples(path, self.sample(count, seed=seed), real)
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current step into ``out_dir/checkpoints`` atomically."""
+        if self.out_dir is None:
+            raise RuntimeError("this run has no output folder; build it with out_dir to save checkpoints")
+        assert self.opt_G is not None and self.opt_D is not None
+        extra = {"rng.run": self.rng.get_state(), "rng.torch": torch.get_rng_state(), "pl_mean": self.pl_mean}
+        if self.device.type == "cuda":
+            extra["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {
+            "step": self.step,
+            "nimg": self.nimg,
+            "config": self.resolved_config(),
+            "data_info": _data_info_dict(self.data_info),
+            "plugins": self.hooks.state_dict(self),
+        }
+        return ckpt.write_checkpoint(
+            self.out_dir / "checkpoints",
+            self.step,
+            {"G": self.G, "G_ema": self.G_ema, "D": self.D},
+            {"G": self.opt_G, "D": self.opt_D},
+            extra,
+            state,
+            keep=self.config.train.keep_checkpoints,
+        )
+
+    def load_checkpoint(self, checkpoint: Path, state: Mapping[str, Any] | None = None) -> None:
+        """Load networks, optimizers, counters, RNG states and plugin state from a checkpoint."""
+        from safetensors.torch import load_file
+
+        state = ckpt.read_state(checkpoint) if state is None else state
+        for name in ("G", "G_ema", "D"):
+            ckpt.load_module(getattr(self, name), checkpoint / f"{name}.safetensors")
+        assert self.opt_G is not None and self.opt_D is not None
+        ckpt.load_optimizer(self.opt_G, checkpoint / "optim-G.safetensors", state["optimizers"]["G"])
+        ckpt.load_optimizer(self.opt_D, checkpoint / "optim-D.safetensors", state["optimizers"]["D"])
+        extra = load_file(str(checkpoint / "run.safetensors"))
+        self.rng.set_state(extra["rng.run"])
+        torch.set_rng_state(extra["rng.torch"])
+        if self.device.type == "cuda" and "rng.cuda" in extra:
+            torch.cuda.set_rng_state(extra["rng.cuda"], self.device)
+        self.pl_mean = extra["pl_mean"].to(self.device)
+        self.step, self.nimg = int(state["step"]), int(state["nimg"])
+        self.hooks.load_state_dict(self, state.get("plugins", {}))
+
+
+def _data_info_dict(info: DataInfo) -> dict[str, Any]:
+    return {"name": info.name, "shape": list(info.shape), "c_dim": info.c_dim}
+
+
+def _sum_terms(terms: list[NamedTerm], like: Tensor) -> Tensor:
+    total = like.new_zeros(())
+    for _, term in terms:
+        total = total + term.weighted.float()
+    return total
+
+
+def _report_terms(stats: dict[str, float], prefix: str, terms: list[NamedTerm]) -> None:
+    for key, term in terms:
+        stats[f"{prefix}/{key}"] = float(term.scalar.detach())
+
+
+def _short_stats(line: Mapping[str, Any]) -> dict[str, str]:
+    short = {}
+    for key, label in (("Loss/D/total", "D"), ("Loss/G/total", "G")):
+        if key in line:
+            short[label] = f"{line[key]:.3f}"
+    return short
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train")
