@@ -32,6 +32,7 @@ __all__ = [
     "lt",
     "one_of",
     "parse_run_config",
+    "set_value",
 ]
 
 
@@ -279,7 +280,7 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str], source: str = "--set") -> dict[str, Any]:
-    """Apply ``dotted.key=value`` overrides to a raw config dict and return the new dict.
+    """Apply ``dotted.key=value`` overrides (values are TOML literals) and return the new dict.
 
     ``plugins.<name>.<field>`` addresses the plugin named ``<name>`` in the ``plugins`` list.
     """
@@ -287,32 +288,33 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str], source: st
     problems = []
     for item in overrides:
         key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
+        if not sep or not key.strip():
             problems.append(f"{item!r}: expected dotted.key=value")
             continue
-        parts = key.split(".")
-        if any(not part for part in parts):
-            problems.append(f"{key}: empty part in the dotted key")
-            continue
-        value = _parse_value(text.strip())
-        if parts[0] == "plugins" and len(parts) >= 2:
-            problem = _set_plugin_field(out, parts[1], parts[2:], value)
-            if problem:
-                problems.append(f"{key}: {problem}")
-            continue
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                problems.append(f"{'.'.join(parts[: i + 1])}: is not a table")
-                break
-            node = child
-        else:
-            node[parts[-1]] = value
+        problem = set_value(out, key.strip(), _parse_value(text.strip()))
+        if problem:
+            problems.append(problem)
     if problems:
         raise ConfigError(source, problems)
     return out
+
+
+def set_value(raw: dict[str, Any], key: str, value: Any) -> str | None:
+    """Set ``dotted.key`` in a raw config dict in place; returns a problem message or None."""
+    parts = key.split(".")
+    if any(not part for part in parts):
+        return f"{key}: empty part in the dotted key"
+    if parts[0] == "plugins" and len(parts) >= 2:
+        problem = _set_plugin_field(raw, parts[1], parts[2:], value)
+        return f"{key}: {problem}" if problem else None
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            return f"{'.'.join(parts[: i + 1])}: is not a table"
+        node = child
+    node[parts[-1]] = value
+    return None
 
 
 def _set_plugin_field(raw: dict[str, Any], name: str, rest: list[str], value: Any) -> str | None:

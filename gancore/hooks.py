@@ -16,6 +16,13 @@ __all__ = ["Hooks", "NamedTerm"]
 NamedTerm = tuple[str, LossTerm]
 
 
+def _bad_result(plugin: str, hook: str, message: str) -> None:
+    """Raise a HookError for an implementation that broke its hook's contract."""
+    from gancore.plugins import HookError
+
+    raise HookError(plugin, hook, ValueError(message))
+
+
 class Hooks:
     """Calls every implementation of a hook, in plugin list order, and combines the results.
 
@@ -90,7 +97,7 @@ class Hooks:
             if result is None:
                 continue
             if not isinstance(result, dict):
-                raise TypeError(f"hook gancore_generator_inputs of plugin {plugin!r} returned {type(result).__name__}, not a dict")
+                _bad_result(plugin, "gancore_generator_inputs", f"returned {type(result).__name__}, not a dict")
             for key, value in result.items():
                 if key in merged:
                     raise ValueError(
@@ -114,10 +121,10 @@ class Hooks:
             if result is None:
                 continue
             if not (isinstance(result, tuple) and len(result) == 2):
-                raise TypeError(f"hook gancore_before_d_step of plugin {plugin!r} must return None or (real, fake)")
+                _bad_result(plugin, "gancore_before_d_step", "must return None or a pair (real, fake)")
             new_real, new_fake = result
             if new_real.shape != real.shape or new_fake.shape != fake.shape:
-                raise ValueError(f"hook gancore_before_d_step of plugin {plugin!r} changed the batch shapes")
+                _bad_result(plugin, "gancore_before_d_step", "changed the shapes of the batch")
             real, fake = new_real, new_fake
         return real, fake
 
@@ -129,9 +136,7 @@ class Hooks:
             items = result if isinstance(result, (list, tuple)) else [result]
             for term in items:
                 if not isinstance(term, LossTerm):
-                    raise TypeError(
-                        f"hook {hook} of plugin {plugin!r} returned {type(term).__name__}, expected LossTerm"
-                    )
+                    _bad_result(plugin, hook, f"returned {type(term).__name__}, expected LossTerm")
                 terms.append((f"{plugin}_{term.name}", term))
         return terms
 
@@ -161,12 +166,11 @@ class Hooks:
                 continue
             if not isinstance(weights, Tensor) or weights.shape != d_fake.shape:
                 shape = list(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
-                raise ValueError(
-                    f"hook gancore_sample_weights of plugin {plugin!r} returned {shape}; "
-                    f"expected a tensor of shape {list(d_fake.shape)}"
+                _bad_result(
+                    plugin, "gancore_sample_weights", f"returned {shape}; expected a tensor of shape {list(d_fake.shape)}"
                 )
             if bool((weights < 0).any()):
-                raise ValueError(f"hook gancore_sample_weights of plugin {plugin!r} returned negative weights")
+                _bad_result(plugin, "gancore_sample_weights", "returned negative weights")
             weights = weights.detach().to(d_fake.dtype)
             product = weights if product is None else product * weights
         return product

@@ -162,7 +162,8 @@ class FashionMNIST(Dataset):
         idx = index_tensor(indices, len(self))
         x = self.images[idx].unsqueeze(1).to(torch.float32).div_(255.0)
         if x.shape[-2:] != (self.resolution, self.resolution):
-            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False, antialias=True)
+            size = (self.resolution, self.resolution)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
             x = x.clamp_(0.0, 1.0)
         x = x.mul_(2.0).sub_(1.0)
         if self.channels == 3:
