@@ -433,42 +433,53 @@ def parse_run_config(
 
 
 def structure_section(data: Any, cls: type, path: str, problems: list[str]) -> Any:
-    """Structure one table into attrs class ``cls``; append problems instead of raising."""
+    """Structure one table into attrs class ``cls``; append problems instead of raising.
+
+    Each field is converted and validated on its own, so every problem of the table is found.
+    """
     if not isinstance(data, Mapping):
         problems.append(f"{path}: expected a table, got {data!r}")
         return None
     before = len(problems)
-    names = {f.name for f in attrs.fields(cls)}
+    try:
+        attrs.resolve_types(cls)
+    except Exception:  # unresolvable string annotations: cattrs reports them per field below
+        pass
+    fields = {field.alias: field for field in attrs.fields(cls) if field.init}
     for key in data:
-        if key not in names:
-            problems.append(_unknown_key(f"{path}.{key}", key, names))
-    with attrs.validators.disabled():
+        if key not in fields:
+            problems.append(_unknown_key(f"{path}.{key}", key, fields))
+    values = {}
+    for name, field in fields.items():
+        where = f"{path}.{name}"
+        if name not in data:
+            if field.default is attrs.NOTHING:
+                problems.append(f"{where}: required key missing")
+            continue
+        if attrs.has(field.type) and isinstance(data[name], Mapping):
+            value = structure_section(data[name], field.type, where, problems)
+            if value is not None:
+                values[name] = value
+            continue
         try:
-            obj = converter.structure({k: v for k, v in data.items() if k in names}, cls)
-        except ClassValidationError as exc:
-            problems.extend(_describe(exc, path))
-            return None
-        except Exception as exc:  # a hook of a plugin's converter registration, say
-            problems.append(f"{path}: {exc}")
-            return None
-    problems.extend(validate(obj, path))
-    return obj if len(problems) == before else None
-
-
-def validate(obj: Any, path: str) -> list[str]:
-    """Run every attrs validator of ``obj`` (recursively) and return the problems found."""
-    problems = []
-    for field in attrs.fields(type(obj)):
-        value = getattr(obj, field.name)
-        where = f"{path}.{field.name}" if path else field.name
+            value = converter.structure(data[name], field.type)
+        except Exception as exc:
+            problems.extend(_describe(exc, where))
+            continue
         if field.validator is not None:
             try:
-                field.validator(obj, field, value)
+                field.validator(None, field, value)
             except (ValueError, TypeError) as exc:
                 problems.append(f"{where}: {exc}")
-        if attrs.has(type(value)):
-            problems.extend(validate(value, where))
-    return problems
+                continue
+        values[name] = value
+    if len(problems) != before:
+        return None
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        problems.append(f"{path}: {exc}")
+        return None
 
 
 def _unknown_key(path: str, key: str, known: Iterable[str]) -> str:
