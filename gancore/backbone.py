@@ -269,8 +269,12 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
             )
 
     def block_resolutions(self) -> list[int]:
-        """The resolutions of G's synthesis blocks, in execution order."""
-        return sorted({layer.resolution for layer in self.synthesis_layers()})
+        """The resolutions of G's synthesis blocks (valid ``resolution`` arguments), in order.
+
+        Note that these are the blocks' *output* resolutions, while a :class:`SynthesisLayer`
+        reports the resolution of its *input*.
+        """
+        raise NotImplementedError
 
 
 class Discriminator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):

@@ -57,13 +57,21 @@ def load_module(module: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     tensors = load_file(str(path))
-    result = module.load_state_dict(tensors, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = sorted(
+        f"{name} {list(tensors[name].shape)} vs {list(expected[name].shape)}"
+        for name in set(tensors) & set(expected)
+        if tensors[name].shape != expected[name].shape
+    )
+    if missing or unexpected or mismatched:
         raise CheckpointError(
-            f"{path}: does not match the network "
-            f"(missing: {sorted(result.missing_keys)[:8]}, unexpected: {sorted(result.unexpected_keys)[:8]}); "
+            f"{path}: does not match the network (missing: {missing[:6]}, unexpected: {unexpected[:6]}, "
+            f"shape mismatch (file vs network): {mismatched[:6]}); "
             "was it written by a run with other plugins or backbone settings?"
         )
+    module.load_state_dict(tensors, strict=True)
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

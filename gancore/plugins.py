@@ -226,6 +226,18 @@ class PluginManager:
             raise PluginError(f"plugin {name!r} failed to initialise: {type(exc).__name__}: {exc}") from exc
 
     def _register(self, name: str, instance: Any) -> None:
+        for hook in _hook_names(instance):
+            spec = getattr(hookspecs, hook, None)
+            if spec is None:
+                continue  # an unknown hook: check_pending() reports it
+            allowed = list(inspect.signature(spec).parameters)
+            asked = list(inspect.signature(getattr(instance, hook)).parameters)
+            extra = [arg for arg in asked if arg not in allowed]
+            if extra:
+                raise PluginError(
+                    f"plugin {name!r}: hook {hook} takes arguments ({', '.join(allowed)}), "
+                    f"but the implementation asks for {', '.join(extra)}"
+                )
         try:
             self.pm.register(instance, name=name)
         except pluggy.PluginValidationError as exc:

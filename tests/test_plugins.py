@@ -1,0 +1,216 @@
+"""The plugin manager: discovery, instantiation, checks, and errors that name the culprit."""
+
+import textwrap
+
+import attrs
+import pytest
+
+from gancore import hookimpl
+from gancore.api import load_config
+from gancore.backbone import BackboneSpec
+from gancore.config import ConfigError
+from gancore.plugins import PluginError, PluginManager, UnknownPluginError
+from gancore.trainer import Run
+
+
+@pytest.fixture
+def installed_plugin(tmp_path, monkeypatch):
+    """A distribution 'gancore-fakeplug' installed as a package plus dist-info on sys.path."""
+    package = tmp_path / "gancore_fakeplug"
+    package.mkdir()
+    (package / "__init__.py").write_text(textwrap.dedent('''
+        """A method plugin installed from a distribution."""
+        import attrs
+        from gancore import hookimpl, LossTerm
+
+        @attrs.frozen(kw_only=True)
+        class FakeConfig:
+            scale: float = 1.0
+
+        class FakePlug:
+            """Adds a scaled term to D's loss."""
+            name = "fakeplug"
+            config_class = FakeConfig
+
+            def __init__(self, config):
+                self.config = config
+                self.steps = 0
+
+            @hookimpl
+            def gancore_step_start(self, run):
+                self.steps += 1
+
+            @hookimpl
+            def gancore_d_loss(self, d_fake):
+                return LossTerm("scaled", d_fake.mean() * 0, weight=self.config.scale)
+    '''))
+    dist = tmp_path / "gancore_fakeplug-0.3.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: gancore-fakeplug\nVersion: 0.3.0\n")
+    (dist / "entry_points.txt").write_text("[gancore]\nfakeplug = gancore_fakeplug:FakePlug\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "fakeplug"
+
+
+def test_entry_point_discovery_from_an_installed_distribution(installed_plugin, tiny_config):
+    manager = PluginManager()
+    assert "fakeplug" in manager.available_names()
+    info = {i.name: i for i in manager.info()}["fakeplug"]
+    assert (info.distribution, info.version, info.kind, info.source) == ("gancore-fakeplug", "0.3.0", "method", "entry point")
+    assert info.hooks == ("gancore_d_loss", "gancore_step_start")
+    assert info.description == "Adds a scaled term to D's loss."
+    # Listed plugins are instantiated with their config section and take part in training.
+    run = Run.build(tiny_config("mlp", [{"name": "fakeplug", "scale": 2.0}], steps=3))
+    run.train()
+    plugin = run.plugins["fakeplug"]
+    assert plugin.config.scale == 2.0 and plugin.steps == 3
+    assert "Loss/D/fakeplug_scaled" in run.last_stats
+    assert run.resolved_config()["gancore"]["plugins"]["fakeplug"] == {
+        "distribution": "gancore-fakeplug", "version": "0.3.0"}
+
+
+def test_unlisted_method_plugins_are_not_loaded(installed_plugin, tiny_config):
+    run = Run.build(tiny_config("mlp", [], steps=1))
+    assert "fakeplug" not in run.plugins
+    assert run.manager.pm.get_plugin("fakeplug") is None
+
+
+def test_unknown_plugin_lists_installed_ones_and_the_install_command():
+    manager = PluginManager()
+    with pytest.raises(UnknownPluginError) as info:
+        manager.plugin_class("glead")
+    message = str(info.value)
+    assert message.startswith("plugin 'glead' is not installed; installed: ")
+    assert "dcgan" in message
+    assert message.endswith("Try: pip install gancore-glead")
+
+
+def test_duplicate_backbone_names_both_plugins(register_plugin):
+    from gancore_dcgan.mlp import MLPConfig, MLPDiscriminator, MLPGenerator
+
+    class Copycat:
+        name = "copycat"
+        kind = "backbone"
+
+        @hookimpl
+        def gancore_register_backbones(self, register):
+            register(BackboneSpec(name="mlp", config_class=MLPConfig, generator_class=MLPGenerator,
+                                  discriminator_class=MLPDiscriminator))
+
+    register_plugin(Copycat)
+    with pytest.raises(PluginError) as info:
+        PluginManager()
+    message = str(info.value)
+    assert "backbone 'mlp' is registered twice" in message
+    assert "'dcgan'" in message and "'copycat'" in message
+
+
+def test_check_pending_catches_hook_typos(register_plugin, tiny_config):
+    class Typo:
+        name = "typo"
+
+        @hookimpl
+        def gancore_d_los(self, run):
+            pass
+
+    register_plugin(Typo)
+    with pytest.raises(PluginError, match="plugin 'typo' implements unknown hook gancore_d_los "
+                                          r"\(did you mean gancore_d_loss\?\)"):
+        Run.build(tiny_config("mlp", ["typo"]))
+
+
+def test_hook_with_unknown_argument_is_rejected(register_plugin, tiny_config):
+    class BadArgs:
+        name = "badargs"
+
+        @hookimpl
+        def gancore_step_start(self, run, fake):
+            pass
+
+    register_plugin(BadArgs)
+    with pytest.raises(PluginError, match=r"plugin 'badargs': hook gancore_step_start takes arguments \(run\), "
+                                          "but the implementation asks for fake"):
+        Run.build(tiny_config("mlp", ["badargs"]))
+
+
+def test_requires_and_conflicts(register_plugin, tiny_config):
+    class NeedsCaps:
+        name = "needy"
+        requires = ("backbone.d_features", "helper")
+
+    class Helper:
+        name = "helper"
+
+    class Rival:
+        name = "rival"
+        conflicts = ("needy",)
+
+    for plugin in (NeedsCaps, Helper, Rival):
+        register_plugin(plugin)
+    with pytest.raises(PluginError, match="plugin 'needy' requires plugin 'helper'; add it to the plugins list"):
+        Run.build(tiny_config("mlp", ["needy"]))
+    Run.build(tiny_config("mlp", ["needy", "helper"]))  # satisfied
+    with pytest.raises(PluginError, match="plugin 'rival' conflicts with plugin 'needy'"):
+        Run.build(tiny_config("mlp", ["helper", "needy", "rival"]))
+
+
+def test_missing_backbone_capability_names_method_and_capability(register_plugin, tiny_config):
+    from gancore_dcgan.mlp import MLPConfig, MLPDiscriminator, MLPGenerator
+
+    class Plain:
+        name = "plainbones"
+        kind = "backbone"
+
+        @hookimpl
+        def gancore_register_backbones(self, register):
+            register(BackboneSpec(name="bare-mlp", config_class=MLPConfig, generator_class=MLPGenerator,
+                                  discriminator_class=MLPDiscriminator, capabilities={"d_features"}))
+
+    class NeedsResume:
+        name = "resumer"
+        requires = ("backbone.resume_state",)
+
+    register_plugin(Plain)
+    register_plugin(NeedsResume)
+    raw = tiny_config("mlp", ["resumer"])
+    raw["backbone"]["name"] = "bare-mlp"
+    with pytest.raises(PluginError, match="plugin 'resumer' requires backbone capability 'resume_state' .*"
+                                          "which backbone 'bare-mlp' lacks"):
+        Run.build(raw)
+
+
+def test_plugin_init_failure_names_the_plugin(register_plugin, tiny_config):
+    @attrs.frozen
+    class Cfg:
+        x: int = 1
+
+    class Fragile:
+        name = "fragile"
+        config_class = Cfg
+
+        def __init__(self, config):
+            raise RuntimeError("no GPU")
+
+    register_plugin(Fragile)
+    with pytest.raises(PluginError, match="plugin 'fragile' failed to initialise: RuntimeError: no GPU"):
+        Run.build(tiny_config("mlp", ["fragile"]))
+
+
+def test_unknown_plugin_in_a_run_is_a_config_error():
+    with pytest.raises(ConfigError, match="plugins.glead: plugin 'glead' is not installed"):
+        load_config({"plugins": ["glead"], "backbone": {"name": "mlp"}})
+
+
+def test_ops_registry_prefers_available_high_priority():
+    from gancore.ops import OpsRegistry
+
+    registry = OpsRegistry()
+    registry.register("bias_act", "ref", lambda: "ref")
+    registry.register("bias_act", "cuda", lambda: "cuda", priority=10, available=lambda: False)
+    registry.register("bias_act", "triton", lambda: "triton", priority=5)
+    assert registry.get("bias_act").name == "triton"
+    assert registry.get("bias_act", "ref").function() == "ref"
+    with pytest.raises(KeyError, match="op 'bias_act' has no implementation 'x'; registered: cuda, ref, triton"):
+        registry.get("bias_act", "x")
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("bias_act", "ref", lambda: None, owner="other")

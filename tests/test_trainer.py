@@ -1,0 +1,168 @@
+"""The training loop: determinism, resume, EMA, regularisers, stats, samples, checkpoints."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from gancore import checkpoint as ckpt
+from gancore.testing import make_tiny_config
+from gancore.trainer import Run
+
+
+def _weights(run):
+    return {f"{net}.{k}": v.clone() for net in ("G", "G_ema", "D") for k, v in getattr(run, net).state_dict().items()}
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "dcgan"])
+def test_resume_is_bit_identical(tmp_path, backbone):
+    settings = dict(r1_gamma=0.5, d_reg_interval=2, pl_weight=0.5, g_reg_interval=2, log_every=2)
+    straight = Run.build(make_tiny_config(backbone, steps=6, **settings), out_dir=tmp_path / "a").train()
+
+    half = Run.build(make_tiny_config(backbone, steps=3, **settings), out_dir=tmp_path / "b").train()
+    assert half.step == 3
+    resumed = Run.resume(tmp_path / "b", steps=6)
+    assert resumed.step == 3 and resumed.nimg == 24
+    resumed.train()
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    for opt in ("opt_G", "opt_D"):
+        state_a = getattr(straight, opt).state_dict()["state"]
+        state_b = getattr(resumed, opt).state_dict()["state"]
+        for index in state_a:
+            assert torch.equal(state_a[index]["exp_avg_sq"], state_b[index]["exp_avg_sq"])
+    assert torch.equal(straight.pl_mean, resumed.pl_mean)
+    # The stats of the resumed run continue the file of the first half.
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "stats.jsonl").read_text().splitlines()]
+    assert steps == [2, 3, 4, 6]
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    a = Run.build(make_tiny_config("mlp", steps=3)).train()
+    b = Run.build(make_tiny_config("mlp", steps=3)).train()
+    c = Run.build(make_tiny_config("mlp", steps=3, seed=1)).train()
+    assert all(torch.equal(x, y) for x, y in zip(a.G.parameters(), b.G.parameters()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.G.parameters(), c.G.parameters()))
+
+
+def test_ema_follows_g_with_rampup():
+    run = Run.build(make_tiny_config("mlp", steps=1, ema_kimg=1.0, ema_rampup=None))
+    before = [p.clone() for p in run.G_ema.parameters()]
+    run.train()
+    batch, ema_nimg = 8, 1000
+    beta = 0.5 ** (batch / ema_nimg)
+    for p_ema, p_old, p in zip(run.G_ema.parameters(), before, run.G.parameters()):
+        assert torch.allclose(p_ema, p + (p_old - p) * beta, atol=1e-7)
+    # With ramp-up, the first step's half-life is capped by nimg * rampup (tiny): G_ema ~= G.
+    ramped = Run.build(make_tiny_config("mlp", steps=1, ema_kimg=1.0, ema_rampup=0.05)).train()
+    beta = 0.5 ** (8 / (8 * 0.05))
+    for p_ema, p in zip(ramped.G_ema.parameters(), ramped.G.parameters()):
+        assert torch.allclose(p_ema, p, atol=1e-5 + beta)
+
+
+def test_g_ema_gets_no_gradients_and_stays_in_eval_mode():
+    run = Run.build(make_tiny_config("dcgan", steps=2)).train()
+    assert not run.G_ema.training
+    assert all(not p.requires_grad and p.grad is None for p in run.G_ema.parameters())
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "hinge"])
+def test_losses_and_regularisers_are_reported(loss):
+    run = Run.build(make_tiny_config("dcgan", steps=2, loss=loss, pl_weight=1.0, g_reg_interval=1,
+                                     r1_gamma=1.0, d_reg_interval=1)).train()
+    stats = run.log.history[0]
+    for key in ("Loss/D/real", "Loss/D/fake", "Loss/G/adversarial", "Loss/Dreg/r1", "Loss/Greg/pl_penalty",
+                "Loss/Greg/pl_length"):
+        assert key in stats and stats[key] == stats[key]  # present and not NaN
+    assert stats["Loss/Dreg/r1"] > 0 and stats["Loss/Greg/pl_length"] > 0
+    assert float(run.pl_mean) > 0
+
+
+def test_bf16_autocast_trains_on_cpu():
+    run = Run.build(make_tiny_config("dcgan", steps=2, precision="bf16")).train()
+    assert all(p.dtype == torch.float32 for p in run.G.parameters())
+    assert torch.isfinite(torch.tensor(run.last_stats["Loss/G/total"]))
+
+
+def test_path_length_needs_the_capability_or_is_off():
+    run = Run.build(make_tiny_config("mlp", steps=1, pl_weight=0.0))
+    assert "Loss/Greg/pl_penalty" not in run.train().last_stats
+
+
+def test_run_folder_contents(tmp_path):
+    out = tmp_path / "run"
+    run = Run.build(make_tiny_config("dcgan", steps=4, log_every=2, sample_every=2, checkpoint_every=2,
+                                     keep_checkpoints=1), out_dir=out).train()
+    config = json.loads((out / "config.json").read_text())
+    assert config["backbone"]["resolution"] == 8 and config["backbone"]["channels"] == 3  # resolved from data
+    assert config["gancore"]["plugins"]["dcgan"]["distribution"] == "gancore-dcgan"
+    lines = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]
+    assert lines[-1]["kimg"] == pytest.approx(0.032)
+    assert all(line["sec_per_step"] > 0 for line in lines)
+    grids = sorted(p.name for p in (out / "samples").iterdir())
+    assert grids == ["step-000002.png", "step-000004.png"]
+    image = Image.open(out / "samples" / "step-000004.png")
+    assert image.size == (8 * 8, 8 * 8) and image.mode == "RGB"  # 64 samples of 8 px in an 8x8 grid
+    assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step-000004"]  # keep = 1
+    assert sorted(p.name for p in (out / "checkpoints" / "step-000004").iterdir()) == [
+        "D.safetensors", "G.safetensors", "G_ema.safetensors", "optim-D.safetensors", "optim-G.safetensors",
+        "run.safetensors", "state.json"]
+    assert run.step == 4
+
+
+def test_scatter_plot_for_points(tmp_path):
+    out = tmp_path / "run"
+    Run.build(make_tiny_config("mlp", steps=1), out_dir=out).train()
+    image = Image.open(out / "samples" / "step-000001.png")
+    assert image.size == (512, 512)
+    colours = {colour for _, colour in image.getcolors(maxcolors=100000)}
+    assert (31, 119, 180) in colours and (180, 180, 180) in colours  # fake and real points drawn
+
+
+def test_sample_grid_uses_fixed_latents():
+    run = Run.build(make_tiny_config("dcgan", steps=1))
+    assert torch.equal(run.sample(4, seed=3), run.sample(4, seed=3))
+    assert not torch.equal(run.sample(4, seed=3), run.sample(4, seed=4))
+
+
+def test_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run = Run.build(make_tiny_config("mlp", steps=2, checkpoint_every=1), out_dir=out)
+    run.train(steps=1)
+    good = ckpt.latest_checkpoint(out)
+    assert good.name == "step-000001"
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_module", explode)
+    with pytest.raises(OSError, match="disk full"):
+        run.train(steps=2)
+    monkeypatch.undo()
+    assert ckpt.latest_checkpoint(out) == good  # the half-written step-000002 is not visible
+    assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step-000001"]
+    resumed = Run.resume(out)
+    assert resumed.step == 1
+
+
+def test_loading_a_mismatching_checkpoint_is_a_clear_error(tmp_path):
+    out = tmp_path / "run"
+    Run.build(make_tiny_config("mlp", steps=1), out_dir=out).train()
+    other = Run.build(make_tiny_config("mlp", steps=1, **{"backbone.width": 16}))
+    with pytest.raises(ckpt.CheckpointError, match="G.safetensors: does not match the network"):
+        other.load_checkpoint(ckpt.latest_checkpoint(out))
+
+
+def test_for_sampling_needs_no_data_set(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    trained = Run.build(make_tiny_config("dcgan", steps=1), out_dir=out).train()
+    import gancore.trainer
+
+    monkeypatch.setattr(gancore.trainer, "build_dataset", lambda config: pytest.fail("data set loaded"))
+    run = Run.for_sampling(out)
+    assert run.dataset is None and run.step == 1
+    assert torch.equal(run.sample(4, seed=0), trained.sample(4, seed=0))
