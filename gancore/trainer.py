@@ -513,6 +513,10 @@ class _NoProgress:
 def _progress(total: int, initial: int, enabled: bool) -> Any:
     if not enabled:
         return _NoProgress()
+    import sys
+
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train")
+    # Redraw less often when the output is a log file rather than a terminal.
+    interval = 0.1 if sys.stderr.isatty() else 10.0
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train", mininterval=interval)
