@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "CAPABILITIES",
+    "CapabilityError",
     "BackboneSpec",
     "DataInfo",
     "Discriminator",
@@ -115,6 +116,17 @@ def assert_shape(tensor: Tensor, shape: Sequence[int | None], what: str = "tenso
         raise ValueError(f"{what}: expected shape {list(shape)}, got {list(tensor.shape)}")
 
 
+class CapabilityError(NotImplementedError):
+    """A backbone network does not offer a part of the protocol that was called."""
+
+
+def _not_offered(network: nn.Module, method: str) -> CapabilityError:
+    return CapabilityError(
+        f"{type(network).__name__} does not implement {method}(); its backbone lacks the "
+        "capability a caller relies on (plugins name the capabilities they need in `requires`)"
+    )
+
+
 def _module_key(layer_name: str) -> str:
     """Turn a layer name into a valid ``nn.ModuleDict`` key (no dots)."""
     return re.sub(r"[^0-9A-Za-z_]", "_", layer_name)
@@ -172,17 +184,17 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
 
     def mapping(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         """Map ``z`` (and labels ``c``) to the intermediate latent ``w`` ``[N, w_dim]``."""
-        raise NotImplementedError
+        raise _not_offered(self, "mapping")
 
     def synthesis(
         self, w: Tensor, cond: Mapping[str, Tensor] | None = None, features: bool = False
     ) -> Tensor | tuple[Tensor, dict[int, Tensor]]:
         """Synthesize images from ``w``; see :meth:`forward` for the return value."""
-        raise NotImplementedError
+        raise _not_offered(self, "synthesis")
 
     def synthesis_layers(self) -> list[SynthesisLayer]:
         """The layers that adapters may be inserted before, in execution order."""
-        raise NotImplementedError
+        raise _not_offered(self, "synthesis_layers")
 
     def resume_state(self, resolution: int) -> dict[str, tuple[int, ...]]:
         """Describe the state synthesis carries after the block at ``resolution``.
@@ -190,7 +202,7 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
         Returns ``{name: shape without batch axis}``; :meth:`state_at` returns tensors of these
         shapes and :meth:`synthesize_from` accepts them.
         """
-        raise NotImplementedError
+        raise _not_offered(self, "resume_state")
 
     def state_at(
         self,
@@ -200,7 +212,7 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
         cond: Mapping[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Run G up to and including the block at ``resolution`` and return its state."""
-        raise NotImplementedError
+        raise _not_offered(self, "state_at")
 
     def synthesize_from(
         self,
@@ -212,7 +224,7 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
 
         ``G.synthesize_from(r, G.state_at(r, z, c, cond), cond)`` equals ``G(z, c, cond)``.
         """
-        raise NotImplementedError
+        raise _not_offered(self, "synthesize_from")
 
     # -- plugin modules -----------------------------------------------------------------------
 
@@ -274,7 +286,7 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
         Note that these are the blocks' *output* resolutions, while a :class:`SynthesisLayer`
         reports the resolution of its *input*.
         """
-        raise NotImplementedError
+        raise _not_offered(self, "block_resolutions")
 
 
 class Discriminator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
@@ -295,11 +307,11 @@ class Discriminator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
         self, x: Tensor, c: Tensor | None = None, features: bool = False
     ) -> Tensor | tuple[Tensor, dict[int, Tensor]]:
         """Score ``x`` ``[N, *img_shape]``: logits ``[N]``, or ``(logits, {res: block_output})``."""
-        raise NotImplementedError
+        raise _not_offered(self, "forward")
 
     def feature_channels(self) -> dict[int, int]:
         """Channels of the block output at each resolution that ``features=True`` returns."""
-        raise NotImplementedError
+        raise _not_offered(self, "feature_channels")
 
 
 def count_parameters(modules: Iterable[nn.Module]) -> int:
