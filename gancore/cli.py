@@ -48,14 +48,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gancore.trainer import Run
 
     manager = PluginManager()
-    config = load_config(args.config, args.set, manager=manager)
+    overrides = [*args.set, *([f"train.steps={args.steps}"] if args.steps is not None else [])]
+    config = load_config(args.config, overrides, manager=manager)
     out = Path(args.out) if args.out else _default_out_dir(args.config)
     if out.exists() and any(out.iterdir()):
         return _fail(f"output folder {out} is not empty; choose another --out (or resume it)", EXIT_USAGE)
     run = Run.build(config, out_dir=out, manager=manager)
     print(f"training {config.backbone.name} on {config.data.name} for {config.train.steps} steps "
           f"on {run.device}; writing to {out}/", file=sys.stderr)
-    run.train(args.steps)
+    run.train()
     print(_describe_results(run))
     return 0
 
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.batch=64 (repeatable)")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
-    p.add_argument("--steps", type=int, help="train this many steps instead of train.steps")
+    p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("resume", help="continue a run from its newest checkpoint")

@@ -14,7 +14,7 @@ from torch.autograd.profiler import record_function
 
 from gancore import checkpoint as ckpt
 from gancore.backbone import BackboneSpec, DataInfo, count_parameters
-from gancore.config import META_KEY, RunConfig, parse_run_config
+from gancore.config import META_KEY, ConfigError, RunConfig, parse_run_config
 from gancore.data import Dataset, batch_indices, build_dataset, epoch_of
 from gancore.hooks import NamedTerm
 from gancore.losses import (
@@ -128,20 +128,27 @@ class Run:
                 config, manager.backbone_config_class, manager.config_class, source="<config>"
             )
         torch.manual_seed(config.train.seed)
-        device = resolve_device(config.train.device)
+        try:
+            device = resolve_device(config.train.device)
+        except RuntimeError as exc:
+            raise ConfigError("the run config", [f"train.device: {exc}"]) from None
         if dataset is None and (for_training or data_info is None):
             dataset = build_dataset(config.data)
         info = dataset.info if dataset is not None else data_info
         assert info is not None
         backbone = manager.backbone(config.backbone.name)
-        backbone_config = backbone.resolve_config(config.backbone.config, info)
+        try:
+            backbone_config = backbone.resolve_config(config.backbone.config, info)
+        except ValueError as exc:
+            raise ConfigError("the run config", [f"backbone: {exc}"]) from None
         config = config.evolve(backbone=attrs.evolve(config.backbone, config=backbone_config))
         manager.load_run_plugins(config.plugins)
         manager.check_pending()
         manager.check_requirements(backbone)
         if config.train.pl_weight > 0 and "path_length" not in backbone.capabilities:
-            raise ValueError(
-                f"train.pl_weight: backbone {backbone.name!r} has no path_length capability; set it to 0"
+            raise ConfigError(
+                "the run config",
+                [f"train.pl_weight: backbone {backbone.name!r} has no path_length capability; set it to 0"],
             )
         run = cls(config, manager, backbone, info, dataset, device, Path(out_dir) if out_dir else None)
         run.G = backbone.generator_class(backbone_config).to(device)

@@ -159,3 +159,20 @@ def test_every_hook_spec_documents_its_contract():
 def test_python_dash_m_gancore_works():
     result = subprocess.run([sys.executable, "-m", "gancore", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("gancore ")
+
+
+def test_backbone_data_mismatch_is_a_config_error(config_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(config_file), "--out", str(out), "--set", "backbone.resolution=16"]) == 2
+    err = capsys.readouterr().err
+    assert "backbone: resolution = 16 does not match data set 'synthetic-images'" in err
+    assert not out.exists()
+    assert main(["train", str(config_file), "--set", "data.name=mog25"]) == 2
+    assert "backbone: the dcgan backbone models images" in capsys.readouterr().err
+
+
+def test_missing_data_is_a_clear_error(config_file, tmp_path, capsys):
+    assert main(["info", str(config_file), "--set", "data.name=fmnist",
+                 "--set", f"data.path={json.dumps(str(tmp_path / 'nowhere'))}"]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "dataset-fashion-mnist" in err
