@@ -30,7 +30,7 @@ def _default_out_dir(config_path: str) -> Path:
 def _describe_results(run: Any) -> str:
     out = run.out_dir
     lines = [f"done: {run.step} steps, {run.kimg:.1f} kimg. Results in {out}/"]
-    for name in ("config.json", "stats.jsonl"):
+    for name in ("config.json", "stats.jsonl", "summary.json"):
         lines.append(f"  {out / name}")
     samples = sorted((out / "samples").glob("*.png"))
     if samples:
@@ -38,6 +38,9 @@ def _describe_results(run: Any) -> str:
     checkpoints = sorted((out / "checkpoints").glob("step-*"))
     if checkpoints:
         lines.append(f"  {checkpoints[-1]}/  (checkpoint; continue with: gancore resume {out} --steps N)")
+    if run.metrics:
+        lines.append(f"metrics of G_ema ({run.config.train.eval_samples} samples):")
+        lines += [f"  {key.removeprefix('Metrics/')}: {value:.4g}" for key, value in run.metrics.items()]
     return "\n".join(lines)
 
 

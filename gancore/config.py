@@ -175,6 +175,8 @@ class TrainConfig:
     sample_every: int = attrs.field(default=0, validator=ge(0))
     checkpoint_every: int = attrs.field(default=0, validator=ge(0))
     keep_checkpoints: int = attrs.field(default=3, validator=ge(1))
+    eval_every: int = attrs.field(default=0, validator=ge(0))
+    eval_samples: int = attrs.field(default=10000, validator=gt(0))
     grid: int = attrs.field(default=64, validator=gt(0))
     progress: bool = True
 

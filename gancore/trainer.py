@@ -31,6 +31,8 @@ __all__ = ["Run", "resolve_device"]
 
 #: Offset of the seed of the fixed sample-grid latents from the run's seed.
 _GRID_SEED_OFFSET = 0x5EED
+#: Offset of the seed of the evaluation latents from the run's seed.
+_EVAL_SEED_OFFSET = 0xE7A1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,6 +101,8 @@ class Run:
         self.opt_G: torch.optim.Optimizer | None = None
         self.opt_D: torch.optim.Optimizer | None = None
         self.last_stats: dict[str, float] = {}
+        #: The newest evaluation (``Metrics/...``), empty until the first one.
+        self.metrics: dict[str, float] = {}
         from gancore.stats import StatsLog
 
         self.log = StatsLog(out_dir / "stats.jsonl" if out_dir is not None else None)
@@ -358,7 +362,8 @@ class Run:
         if self.out_dir is not None:
             self._prepare_out_dir()
         progress = _progress(total, self.step, enabled=train.progress)
-        started = time.perf_counter()
+        started = run_started = time.perf_counter()
+        first_step = self.step
         steps_since_log = 0
         try:
             while self.step < total:
@@ -366,6 +371,8 @@ class Run:
                 steps_since_log += 1
                 done = self.step
                 last = done == total
+                if (train.eval_every and done % train.eval_every == 0) or last:
+                    self.log.add(self.evaluate())
                 if done % train.log_every == 0 or last:
                     now = time.perf_counter()
                     line = self.log.flush(done, self.kimg, (now - started) / steps_since_log)
@@ -379,7 +386,34 @@ class Run:
                 progress.update(1)
         finally:
             progress.close()
+        if self.out_dir is not None and self.step > first_step:
+            self._write_summary(time.perf_counter() - run_started)
         return self
+
+    def evaluate(self) -> dict[str, float]:
+        """Measure ``train.eval_samples`` samples of G_ema with the data set's metrics (if any)."""
+        if self.dataset is None:
+            return {}
+        seed = self.config.train.seed + _EVAL_SEED_OFFSET
+        metrics = self.dataset.quality_metrics(self.sample(self.config.train.eval_samples, seed=seed))
+        if metrics:
+            self.metrics = dict(metrics)
+        return dict(metrics or {})
+
+    def _write_summary(self, seconds: float) -> None:
+        assert self.out_dir is not None
+        summary = {
+            "step": self.step,
+            "kimg": self.kimg,
+            "seconds": round(seconds, 3),
+            "metrics": self.metrics,
+            "params": self.parameter_counts(),
+            "plugins": self.config.plugin_names,
+        }
+        path = self.out_dir / "summary.json"
+        tmp = path.with_name(".summary.json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
 
     def _prepare_out_dir(self) -> None:
         assert self.out_dir is not None

@@ -37,6 +37,13 @@ class Dataset:
         """
         raise NotImplementedError
 
+    def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
+        """Metrics of generated ``samples`` that this data set can measure (None: none).
+
+        Keys are stats names (``Metrics/...``); the trainer logs them at every evaluation.
+        """
+        return None
+
     def describe(self) -> str:
         """One line for logs: name, size and shape."""
         shape = "x".join(str(s) for s in self.info.shape)

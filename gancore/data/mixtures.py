@@ -65,6 +65,12 @@ class MixtureDataset(Dataset):
         c = one_hot(self.modes[idx], len(self.centers)) if self.labels else None
         return self.points[idx], c
 
+    def quality_metrics(self, samples: Tensor) -> dict[str, float]:
+        """Modes covered, share of high-quality samples and KL of the mode histogram from uniform."""
+        from gancore.metrics import mixture_metrics
+
+        return mixture_metrics(samples, self.centers, self.std).as_stats()
+
     def describe(self) -> str:
         """One line for logs."""
         labels = ", mode labels" if self.labels else ""
