@@ -20,6 +20,7 @@ __all__ = [
     "load_optimizer",
     "optimizer_tensors",
     "read_state",
+    "read_tensors",
     "save_module",
     "write_checkpoint",
 ]
@@ -52,11 +53,19 @@ def save_module(module: nn.Module, path: Path) -> None:
     save_file(_tensors_for_saving(module.state_dict()), str(path))
 
 
-def load_module(module: nn.Module, path: Path) -> None:
-    """Load a safetensors file into ``module`` strictly: missing or extra tensors are errors."""
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a missing or unreadable file is a CheckpointError naming it."""
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
-    tensors = load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_module(module: nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``module`` strictly: missing or extra tensors are errors."""
+    tensors = read_tensors(path)
     expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -90,9 +99,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta: dict[str, Any]) -> None:
     """Restore an optimizer from its safetensors file and the JSON part saved beside it."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
-    tensors = load_file(str(path))
+    tensors = read_tensors(path)
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         index, key = name.split(".", 1)
@@ -103,6 +110,31 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta: dict[str,
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     except (ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: optimizer state does not match the networks: {exc}") from exc
+
+
+def _write_files(
+    tmp: Path,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    extra_tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+) -> None:
+    state = dict(state)
+    state["optimizers"] = {}
+    for name, module in modules.items():
+        save_module(module, tmp / f"{name}.safetensors")
+    for name, optimizer in optimizers.items():
+        tensors, meta = optimizer_tensors(optimizer)
+        save_file(_tensors_for_saving(tensors), str(tmp / f"optim-{name}.safetensors"))
+        state["optimizers"][name] = meta
+    save_file(_tensors_for_saving(extra_tensors), str(tmp / "run.safetensors"))
+    with (tmp / "state.json").open("w", encoding="utf-8") as f:
+        json.dump(state, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    for file in tmp.iterdir():
+        with file.open("rb") as f:
+            os.fsync(f.fileno())
 
 
 def write_checkpoint(
@@ -128,22 +160,11 @@ def write_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    state = dict(state)
-    state["optimizers"] = {}
-    for name, module in modules.items():
-        save_module(module, tmp / f"{name}.safetensors")
-    for name, optimizer in optimizers.items():
-        tensors, meta = optimizer_tensors(optimizer)
-        save_file(_tensors_for_saving(tensors), str(tmp / f"optim-{name}.safetensors"))
-        state["optimizers"][name] = meta
-    save_file(_tensors_for_saving(extra_tensors), str(tmp / "run.safetensors"))
-    with (tmp / "state.json").open("w", encoding="utf-8") as f:
-        json.dump(state, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    for file in tmp.iterdir():
-        with file.open("rb") as f:
-            os.fsync(f.fileno())
+    try:
+        _write_files(tmp, modules, optimizers, extra_tensors, state)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         old = root / f".old-step-{step:06d}-{os.getpid()}"
         final.rename(old)
@@ -189,13 +210,21 @@ def find_checkpoint(path: str | Path) -> Path:
     return latest
 
 
+#: Keys every state.json holds.
+STATE_KEYS = ("step", "nimg", "config", "data_info", "plugins", "optimizers")
+
+
 def read_state(checkpoint: Path) -> dict[str, Any]:
-    """Read a checkpoint's state.json."""
+    """Read a checkpoint's state.json; a missing, invalid or incomplete file is a CheckpointError."""
     path = Path(checkpoint) / "state.json"
     try:
         with path.open(encoding="utf-8") as f:
-            return json.load(f)
+            state = json.load(f)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: not valid JSON: {exc}") from None
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete, missing {', '.join(missing)}")
+    return state

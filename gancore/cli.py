@@ -44,6 +44,16 @@ def _describe_results(run: Any) -> str:
     return "\n".join(lines)
 
 
+def _build(run_class: Any, config: Any, source: str, **kwargs: Any) -> Any:
+    """``Run.build``, with config problems found while building reported against ``source``."""
+    from gancore.config import ConfigError
+
+    try:
+        return run_class.build(config, **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(source, exc.problems) from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a run from a config file."""
     from gancore.plugins import PluginManager
@@ -54,9 +64,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = [*args.set, *([f"train.steps={args.steps}"] if args.steps is not None else [])]
     config = load_config(args.config, overrides, manager=manager)
     out = Path(args.out) if args.out else _default_out_dir(args.config)
+    if out.exists() and not out.is_dir():
+        return _fail(f"--out {out} is a file, not a folder", EXIT_USAGE)
     if out.exists() and any(out.iterdir()):
         return _fail(f"output folder {out} is not empty; choose another --out (or resume it)", EXIT_USAGE)
-    run = Run.build(config, out_dir=out, manager=manager)
+    run = _build(Run, config, args.config, out_dir=out, manager=manager)
     print(f"training {config.backbone.name} on {config.data.name} for {config.train.steps} steps "
           f"on {run.device}; writing to {out}/", file=sys.stderr)
     run.train()
@@ -82,9 +94,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.n <= 0:
         return _fail(f"--n must be > 0, got {args.n}", EXIT_USAGE)
+    if Path(args.out).is_dir():
+        return _fail(f"--out {args.out} is a folder; give a file name such as grid.png", EXIT_USAGE)
     run = Run.for_sampling(args.source)
     samples = run.sample(args.n, seed=args.seed)
-    path = save_samples(Path(args.out), samples)
+    try:
+        path = save_samples(Path(args.out), samples)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     print(f"wrote {args.n} samples of step {run.step} to {path}")
     return 0
 
@@ -97,7 +114,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     manager = PluginManager()
     config = load_config(args.config, args.set, manager=manager)
-    run = Run.build(config, manager=manager)
+    run = _build(Run, config, args.config, manager=manager)
     resolved = run.resolved_config()
     meta = resolved.pop("gancore")
     report = {
@@ -109,6 +126,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "device": str(run.device),
         "params": run.parameter_counts(),
         "gancore_version": meta["version"],
+        "model_card": run.hooks.model_card(run),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -123,6 +141,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("parameters:")
     for name, count in report["params"].items():
         print(f"  {name:<32} {count:>12,}")
+    if report["model_card"]:
+        print("model card sections of the plugins:")
+        print(report["model_card"].rstrip())
     print("resolved config:")
     print(json.dumps(resolved, indent=2))
     return 0
@@ -219,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except HookError as exc:
         return _fail(str(exc), 1)
+    except FloatingPointError as exc:
+        return _fail(f"training diverged: {exc}; earlier checkpoints are intact (lower the learning rates?)", 1)
     except PluginError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

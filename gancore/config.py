@@ -135,11 +135,18 @@ converter: cattrs.Converter = _make_converter()
 # -- the core's config sections -----------------------------------------------------------------
 
 
+def _known_dataset(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    from gancore.data import DATASET_NAMES
+
+    if value not in DATASET_NAMES:
+        raise ValueError(f"unknown data set {value!r}; known: {', '.join(DATASET_NAMES)}")
+
+
 @attrs.frozen(kw_only=True)
 class DataConfig:
     """The ``[data]`` table: which data set, where it lives and how it is shaped."""
 
-    name: str = "mog25"
+    name: str = attrs.field(default="mog25", validator=_known_dataset)
     path: str | None = None
     resolution: int | None = attrs.field(default=None, validator=gt(0))
     channels: int | None = attrs.field(default=None, validator=one_of(None, 1, 3))
@@ -157,7 +164,7 @@ class TrainConfig:
     steps: int = attrs.field(default=1000, validator=gt(0))
     batch: int = attrs.field(default=64, validator=gt(0))
     seed: int = 0
-    loss: str = attrs.field(default="nonsaturating", validator=one_of("nonsaturating", "hinge"))
+    loss: str = attrs.field(default="nonsaturating", validator=one_of("nonsaturating", "hinge", "wasserstein"))
     g_lr: float = attrs.field(default=0.002, validator=gt(0.0))
     d_lr: float = attrs.field(default=0.002, validator=gt(0.0))
     betas: tuple[float, float] = attrs.field(default=(0.0, 0.99))
@@ -474,6 +481,8 @@ def structure_section(data: Any, cls: type, path: str, problems: list[str]) -> A
             except (ValueError, TypeError) as exc:
                 problems.append(f"{where}: {exc}")
                 continue
+            except AttributeError:
+                pass  # a validator that reads other fields runs when the instance is built below
         values[name] = value
     if len(problems) != before:
         return None

@@ -1,5 +1,6 @@
 """The facade through which the core calls hooks: one method per hook, applying its combine rule."""
 
+import json
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -100,10 +101,7 @@ class Hooks:
                 _bad_result(plugin, "gancore_generator_inputs", f"returned {type(result).__name__}, not a dict")
             for key, value in result.items():
                 if key in merged:
-                    raise ValueError(
-                        f"hook gancore_generator_inputs: key {key!r} is provided by both plugin "
-                        f"{owner[key]!r} and plugin {plugin!r}"
-                    )
+                    _bad_result(plugin, "gancore_generator_inputs", f"key {key!r} is also provided by plugin {owner[key]!r}")
                 merged[key] = value
                 owner[key] = plugin
         return merged
@@ -178,8 +176,25 @@ class Hooks:
     # -- checkpoints and publishing ---------------------------------------------------------------
 
     def state_dict(self, run: Any) -> dict[str, Any]:
-        """``gancore_state_dict``: ``{plugin: state}`` for plugins that returned one."""
-        return {plugin: state for plugin, state in self._call("gancore_state_dict", run=run) if state is not None}
+        """``gancore_state_dict``: ``{plugin: state}`` for plugins that returned one.
+
+        Each state must survive a JSON round trip unchanged (it is given back exactly on resume).
+        """
+        states = {}
+        for plugin, state in self._call("gancore_state_dict", run=run):
+            if state is None:
+                continue
+            try:
+                same = json.loads(json.dumps(state)) == state
+            except (TypeError, ValueError) as exc:
+                _bad_result(plugin, "gancore_state_dict", f"returned a state that is not JSON: {exc}")
+            if not same:
+                _bad_result(
+                    plugin, "gancore_state_dict",
+                    "returned a state that JSON does not give back unchanged (use str keys, lists, no tuples)",
+                )
+            states[plugin] = state
+        return states
 
     def load_state_dict(self, run: Any, states: dict[str, Any]) -> None:
         """``gancore_load_state_dict``: each plugin gets its own namespace, if it saved one."""

@@ -18,7 +18,7 @@ __all__ = [
 ]
 
 #: Adversarial loss conventions; for every one a higher logit means "more realistic".
-LOSSES = ("nonsaturating", "hinge")
+LOSSES = ("nonsaturating", "hinge", "wasserstein")
 
 
 @attrs.frozen
@@ -59,7 +59,7 @@ def _check_loss(kind: str) -> None:
 def g_adversarial_loss(d_fake: Tensor, kind: str = "nonsaturating") -> Tensor:
     """Per-sample G loss ``[N]`` for D's logits on fakes.
 
-    nonsaturating: ``softplus(-D(G(z)))``; hinge: ``-D(G(z))``.
+    nonsaturating: ``softplus(-D(G(z)))``; hinge and wasserstein: ``-D(G(z))``.
     """
     _check_loss(kind)
     return F.softplus(-d_fake) if kind == "nonsaturating" else -d_fake
@@ -69,12 +69,15 @@ def d_adversarial_loss(d_real: Tensor, d_fake: Tensor, kind: str = "nonsaturatin
     """Per-sample D losses ``([N], [N])`` for real and fake logits.
 
     nonsaturating: ``softplus(-D(x))`` and ``softplus(D(G(z)))``; hinge: ``relu(1 - D(x))`` and
-    ``relu(1 + D(G(z)))``.
+    ``relu(1 + D(G(z)))``; wasserstein: ``-D(x)`` and ``D(G(z))`` (pair it with R1 or another
+    constraint on D).
     """
     _check_loss(kind)
     if kind == "nonsaturating":
         return F.softplus(-d_real), F.softplus(d_fake)
-    return F.relu(1.0 - d_real), F.relu(1.0 + d_fake)
+    if kind == "hinge":
+        return F.relu(1.0 - d_real), F.relu(1.0 + d_fake)
+    return -d_real, d_fake
 
 
 def weighted_mean(values: Tensor, weights: Tensor | None) -> Tensor:
@@ -100,11 +103,14 @@ def path_length_penalty(images: Tensor, w: Tensor, pl_mean: Tensor, decay: float
     """StyleGAN2's path length regulariser.
 
     Returns the per-sample penalty ``(|J^T y| - a)^2``, the per-sample lengths, and the updated
-    running mean ``a`` (detached); ``y`` is Gaussian noise scaled by the image size.
+    running mean ``a`` (detached); ``y`` is Gaussian noise scaled by the image size. ``w`` is
+    ``[N, w_dim]``, or ``[N, layers, w_dim]`` for per-layer latents, whose squared lengths are
+    averaged over the layers as in StyleGAN2.
     """
     pixels = math.prod(images.shape[2:]) if images.ndim > 2 else 1
     noise = torch.randn_like(images) / math.sqrt(pixels)
     (grad,) = torch.autograd.grad((images * noise).sum(), w, create_graph=True)
-    lengths = grad.square().flatten(1).sum(1).sqrt()
+    squared = grad.square().sum(-1)
+    lengths = (squared.mean(1) if squared.ndim == 2 else squared).sqrt()
     new_mean = pl_mean.lerp(lengths.mean().detach(), decay)
     return (lengths - new_mean).square(), lengths, new_mean

@@ -25,6 +25,9 @@ __all__ = [
 #: The entry-point group every gancore plugin distribution declares.
 ENTRY_POINT_GROUP = "gancore"
 
+#: The distributions that provide gancore's bundled backbones, for install hints.
+BUNDLED_BACKBONES = {"mlp": "gancore-dcgan", "dcgan": "gancore-dcgan", "stylegan2": "gancore-stylegan2"}
+
 #: Plugin kinds loaded whether or not a run lists them (they only add choices).
 INFRASTRUCTURE_KINDS = ("backbone", "ops")
 
@@ -35,6 +38,10 @@ class PluginError(Exception):
 
 class UnknownPluginError(PluginError, LookupError):
     """A run names a plugin that is not installed."""
+
+
+class PluginKindError(PluginError, LookupError):
+    """A run lists a backbone or ops provider among its method plugins."""
 
 
 class HookError(PluginError):
@@ -160,7 +167,7 @@ class PluginManager:
         plugin = self.plugin_class(name)
         kind = getattr(plugin, "kind", "method")
         if kind in INFRASTRUCTURE_KINDS:
-            raise PluginError(
+            raise PluginKindError(
                 f"plugin {name!r} provides {kind}s and is always loaded; "
                 "remove it from the plugins list (choose a backbone with [backbone] name = ...)"
             )
@@ -178,9 +185,9 @@ class PluginManager:
             return self.backbones[name]
         except KeyError:
             known = ", ".join(sorted(self.backbones)) or "none"
+            dist = BUNDLED_BACKBONES.get(name, f"gancore-{name}")
             raise UnknownPluginError(
-                f"backbone {name!r} is not registered; registered: {known}. "
-                f"Try: pip install gancore-{name}"
+                f"backbone {name!r} is not registered; registered: {known}. Try: pip install {dist}"
             ) from None
 
     def info(self) -> list[PluginInfo]:
@@ -227,6 +234,12 @@ class PluginManager:
 
     def _register(self, name: str, instance: Any) -> None:
         for hook in _hook_names(instance):
+            options = getattr(getattr(instance, hook), "gancore_impl", {})
+            if options.get("wrapper") or options.get("hookwrapper"):
+                raise PluginError(
+                    f"plugin {name!r}: hook {hook} is declared as a wrapper; gancore calls every "
+                    "implementation itself to apply the combine rules, so wrappers are not supported"
+                )
             spec = getattr(hookspecs, hook, None)
             if spec is None:
                 continue  # an unknown hook: check_pending() reports it

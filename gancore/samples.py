@@ -51,11 +51,17 @@ def scatter_plot(fake: Tensor, real: Tensor | None = None, size: int = 512) -> I
 
 
 def save_samples(path: Path, fake: Tensor, real: Tensor | None = None) -> Path:
-    """Save images as a grid, or 2-D points as a scatter plot, to ``path`` (PNG) atomically."""
+    """Save images as a grid, or 2-D points as a scatter plot, atomically.
+
+    The format follows the file's extension (``.png``, ``.jpg``, ``.webp``, ...).
+    """
     path = Path(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
     path.parent.mkdir(parents=True, exist_ok=True)
     picture = scatter_plot(fake, real) if fake.ndim == 2 else image_grid(fake)
     tmp = path.with_name(f".{path.name}.tmp")
-    picture.save(tmp, format="PNG")
+    picture.save(tmp, format=image_format)
     tmp.replace(path)
     return path

@@ -41,6 +41,16 @@ class StatsLog:
         return line
 
 
+    def truncate_after(self, step: int) -> None:
+        """Drop the lines of stats.jsonl logged after ``step`` (used when resuming there)."""
+        if self.path is None or not self.path.is_file():
+            return
+        kept = [line for line in read_stats(self.path) if line["step"] <= step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(json.dumps(line, allow_nan=True) + "\n" for line in kept), encoding="utf-8")
+        tmp.replace(self.path)
+
+
 def read_stats(path: Path) -> list[dict[str, Any]]:
     """Read every line of a stats.jsonl file."""
     with Path(path).open(encoding="utf-8") as f:

@@ -336,7 +336,7 @@ class Run:
     def _optimize(self, optimizer: torch.optim.Optimizer | None, loss: Tensor) -> None:
         assert optimizer is not None
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {float(loss)} at step {self.step}")
+            raise FloatingPointError(f"loss became {float(loss.detach())} at step {self.step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -498,15 +498,13 @@ class Run:
 
     def load_checkpoint(self, checkpoint: Path, state: Mapping[str, Any] | None = None) -> None:
         """Load networks, optimizers, counters, RNG states and plugin state from a checkpoint."""
-        from safetensors.torch import load_file
-
         state = ckpt.read_state(checkpoint) if state is None else state
         for name in ("G", "G_ema", "D"):
             ckpt.load_module(getattr(self, name), checkpoint / f"{name}.safetensors")
         assert self.opt_G is not None and self.opt_D is not None
         ckpt.load_optimizer(self.opt_G, checkpoint / "optim-G.safetensors", state["optimizers"]["G"])
         ckpt.load_optimizer(self.opt_D, checkpoint / "optim-D.safetensors", state["optimizers"]["D"])
-        extra = load_file(str(checkpoint / "run.safetensors"))
+        extra = ckpt.read_tensors(checkpoint / "run.safetensors")
         self.rng.set_state(extra["rng.run"])
         torch.set_rng_state(extra["rng.torch"])
         if self.device.type == "cuda" and "rng.cuda" in extra:
@@ -514,6 +512,9 @@ class Run:
         self.pl_mean = extra["pl_mean"].to(self.device)
         self.step, self.nimg = int(state["step"]), int(state["nimg"])
         self.hooks.load_state_dict(self, state.get("plugins", {}))
+        if self.out_dir is not None:
+            # Lines logged after this checkpoint (by a run that then stopped) are logged again.
+            self.log.truncate_after(self.step)
 
 
 def _data_info_dict(info: DataInfo) -> dict[str, Any]:

@@ -176,3 +176,32 @@ def test_missing_data_is_a_clear_error(config_file, tmp_path, capsys):
                  "--set", f"data.path={json.dumps(str(tmp_path / 'nowhere'))}"]) == 2
     err = capsys.readouterr().err
     assert "nowhere" in err and "dataset-fashion-mnist" in err
+
+
+def test_bad_paths_are_clear_errors(config_file, tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main(["train", str(config_file), "--out", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main(["train", str(config_file), "--out", str(out), "--set", "train.steps=1"]) == 0
+    assert main(["sample", str(out), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["sample", str(out), "--out", str(tmp_path / "grid.xyz")]) == 2
+    assert "unknown image extension '.xyz'" in capsys.readouterr().err
+    assert main(["sample", str(out), "--n", "4", "--out", str(tmp_path / "grid.jpg")]) == 0
+    assert Image.open(tmp_path / "grid.jpg").format == "JPEG"
+    checkpoint = out / "checkpoints" / "step-000001"
+    (checkpoint / "G_ema.safetensors").write_bytes(b"\x00\x01garbage")
+    assert main(["sample", str(out), "--out", str(tmp_path / "g.png")]) == 2
+    assert "G_ema.safetensors: not a readable safetensors file" in capsys.readouterr().err
+    (checkpoint / "state.json").write_text("{}")
+    assert main(["resume", str(out)]) == 2
+    assert "state.json: incomplete, missing step, nimg, config" in capsys.readouterr().err
+
+
+def test_divergence_is_reported_without_a_traceback(config_file, tmp_path, capsys):
+    status = main(["train", str(config_file), "--out", str(tmp_path / "run"), "--set", "train.g_lr=1e38",
+                   "--set", "train.d_lr=1e38", "--set", "train.steps=20"])
+    assert status == 1
+    assert "training diverged: loss became" in capsys.readouterr().err

@@ -54,7 +54,7 @@ bogus = 1
     problems = info.value.problems
     assert "backbone.widht: unknown key (did you mean 'width'?)" in problems
     assert "train.batch: must be > 0, got -4" in problems
-    assert "train.loss: must be one of 'nonsaturating', 'hinge', got 'wasserstein-ish'" in problems
+    assert "train.loss: must be one of 'nonsaturating', 'hinge', 'wasserstein', got 'wasserstein-ish'" in problems
     assert "train.steps: expected an integer, got 'many'" in problems
     assert "train.bogus: unknown key" in problems
     assert "plugins.knob.gama: unknown key (did you mean 'gamma'?)" in problems
@@ -144,3 +144,37 @@ def test_plugin_without_settings_rejects_them(register_plugin):
 def test_backbone_providers_cannot_be_listed_as_plugins():
     with pytest.raises(Exception, match="provides backbones and is always loaded"):
         load_config({"plugins": ["dcgan"], "backbone": {"name": "mlp"}})
+
+
+def test_cross_field_validators_of_plugins_work(register_plugin):
+    @attrs.frozen(kw_only=True)
+    class Range:
+        lo: float = 0.0
+        hi: float = attrs.field(default=1.0)
+
+        @hi.validator
+        def _check(self, attribute, value):
+            if value <= self.lo:
+                raise ValueError(f"must be > lo ({self.lo}), got {value}")
+
+    class Ranged:
+        name = "ranged"
+        config_class = Range
+
+        def __init__(self, config):
+            self.config = config
+
+    register_plugin(Ranged)
+    with pytest.raises(ConfigError) as info:
+        load_config({"plugins": [{"name": "ranged", "lo": 2.0, "hi": 1.0}], "backbone": {"name": "mlp"}})
+    assert info.value.problems == ["plugins.ranged: must be > lo (2.0), got 1.0"]
+    assert load_config({"plugins": [{"name": "ranged", "hi": 3.0}], "backbone": {"name": "mlp"}})
+
+
+def test_unknown_data_set_is_reported_with_the_rest():
+    with pytest.raises(ConfigError) as info:
+        load_config({"backbone": {"name": "mlp"}, "data": {"name": "nope"}, "train": {"batch": -1}})
+    assert info.value.problems == [
+        "data.name: unknown data set 'nope'; known: mog25, ring8, synthetic-images, folder, fmnist",
+        "train.batch: must be > 0, got -1",
+    ]

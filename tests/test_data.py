@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import attrs
 import pytest
 import torch
 import torch.nn.functional as F
@@ -81,8 +82,13 @@ def test_epoch_of():
 
 def test_dataset_names_and_unknown_name():
     assert DATASET_NAMES == ("mog25", "ring8", "synthetic-images", "folder", "fmnist")
+    with pytest.raises(ValueError) as info:
+        _cfg(name="cifar")  # the config itself refuses it
+    assert str(info.value) == f"unknown data set 'cifar'; known: {', '.join(DATASET_NAMES)}"
+    with attrs.validators.disabled():
+        unchecked = _cfg(name="cifar")
     with pytest.raises(DataError) as info:
-        build_dataset(_cfg(name="cifar"))
+        build_dataset(unchecked)  # the builder refuses it too
     message = str(info.value)
     assert "data.name" in message and "'cifar'" in message
     for name in DATASET_NAMES:

@@ -326,7 +326,8 @@ def test_generator_inputs_key_clash_names_both(register_plugin, tiny_config):
     register_plugin(make("one"))
     register_plugin(make("two"))
     run = Run.build(tiny_config("mlp", ["one", "two"], steps=1))
-    with pytest.raises(ValueError, match="'heatmap' is provided by both plugin 'one' and plugin 'two'"):
+    with pytest.raises(HookError, match="hook gancore_generator_inputs of plugin 'two' failed: "
+                                        "ValueError: key 'heatmap' is also provided by plugin 'one'"):
         run.train()
 
 

@@ -214,3 +214,53 @@ def test_ops_registry_prefers_available_high_priority():
         registry.get("bias_act", "x")
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("bias_act", "ref", lambda: None, owner="other")
+
+
+def test_hook_wrappers_are_refused(register_plugin, tiny_config):
+    class Wrapper:
+        name = "wrapper"
+
+        @hookimpl(wrapper=True)
+        def gancore_step_start(self, run):
+            yield
+
+    register_plugin(Wrapper)
+    with pytest.raises(PluginError, match="plugin 'wrapper': hook gancore_step_start is declared as a wrapper"):
+        Run.build(tiny_config("mlp", ["wrapper"]))
+
+
+def test_state_that_json_cannot_give_back_is_refused(register_plugin, tiny_config, tmp_path):
+    import torch
+
+    from gancore.plugins import HookError
+
+    class Tuple:
+        name = "tuples"
+
+        @hookimpl
+        def gancore_state_dict(self):
+            return {"pair": (1, 2)}
+
+    class Tensor:
+        name = "tensors"
+
+        @hookimpl
+        def gancore_state_dict(self):
+            return {"k": torch.ones(1)}
+
+    register_plugin(Tuple)
+    register_plugin(Tensor)
+    with pytest.raises(HookError, match="plugin 'tuples' failed: ValueError: returned a state that JSON does not"):
+        Run.build(tiny_config("mlp", ["tuples"], steps=1), out_dir=tmp_path / "a").train()
+    with pytest.raises(HookError, match="plugin 'tensors' failed: ValueError: returned a state that is not JSON"):
+        Run.build(tiny_config("mlp", ["tensors"], steps=1), out_dir=tmp_path / "b").train()
+    assert not (tmp_path / "b" / "checkpoints").exists()  # the state is checked before anything is written
+
+
+def test_backbone_provider_in_the_list_does_not_hide_other_problems():
+    with pytest.raises(ConfigError) as info:
+        load_config({"plugins": ["dcgan", "zzz"], "backbone": {"name": "mlp"}, "train": {"batch": 0}})
+    problems = info.value.problems
+    assert any(p.startswith("plugins.dcgan: plugin 'dcgan' provides backbones and is always loaded") for p in problems)
+    assert any(p.startswith("plugins.zzz: plugin 'zzz' is not installed") for p in problems)
+    assert "train.batch: must be > 0, got 0" in problems

@@ -145,6 +145,7 @@ def test_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monke
     monkeypatch.undo()
     assert ckpt.latest_checkpoint(out) == good  # the half-written step-000002 is not visible
     assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step-000001"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000001"]  # the temp folder is gone
     resumed = Run.resume(out)
     assert resumed.step == 1
 
@@ -166,3 +167,107 @@ def test_for_sampling_needs_no_data_set(tmp_path, monkeypatch):
     run = Run.for_sampling(out)
     assert run.dataset is None and run.step == 1
     assert torch.equal(run.sample(4, seed=0), trained.sample(4, seed=0))
+
+
+def test_lazy_regularisation_scales_adam():
+    run = Run.build(make_tiny_config("mlp", g_lr=0.01, d_lr=0.02, betas=[0.5, 0.9], r1_gamma=1.0, d_reg_interval=4,
+                                     pl_weight=1.0, g_reg_interval=2))
+    d_ratio, g_ratio = 4 / 5, 2 / 3
+    assert run.opt_D.param_groups[0]["lr"] == pytest.approx(0.02 * d_ratio)
+    assert run.opt_D.param_groups[0]["betas"] == pytest.approx((0.5**d_ratio, 0.9**d_ratio))
+    assert run.opt_G.param_groups[0]["lr"] == pytest.approx(0.01 * g_ratio)
+    plain = Run.build(make_tiny_config("mlp", g_lr=0.01, d_lr=0.02, betas=[0.5, 0.9], r1_gamma=0.0))
+    assert plain.opt_D.param_groups[0]["lr"] == 0.02 and plain.opt_G.param_groups[0]["lr"] == 0.01
+    assert plain.opt_D.param_groups[0]["betas"] == (0.5, 0.9)
+
+
+def _loss_of_phase(run, phase_optimizer):
+    """Run one step and return the loss passed to ``backward`` for the given optimizer."""
+    seen = []
+    original = run._optimize
+
+    def spy(optimizer, loss):
+        seen.append((optimizer, float(loss.detach())))
+        original(optimizer, loss)
+
+    run._optimize = spy
+    run.train_step()
+    return [loss for optimizer, loss in seen if optimizer is getattr(run, phase_optimizer)]
+
+
+def test_r1_term_is_gamma_half_times_interval():
+    run = Run.build(make_tiny_config("mlp", r1_gamma=3.0, d_reg_interval=4))
+    x, _ = run._real_batch()
+    seen = []
+    original = run._optimize
+
+    def spy(optimizer, loss):
+        if optimizer is run.opt_D:
+            real = x.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(run.D(real).sum(), real)  # D as the phase sees it
+            seen.append((float(loss.detach()), float(grad.square().sum(1).mean() * 3.0 / 2 * 4)))
+        original(optimizer, loss)
+
+    run._optimize = spy
+    run.train_step()
+    assert len(seen) == 2  # Dmain, then Dreg at step 0
+    loss, expected = seen[1]
+    assert loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_path_length_term_has_the_interval_gain():
+    run = Run.build(make_tiny_config("mlp", pl_weight=2.0, g_reg_interval=3, r1_gamma=0.0, pl_decay=1.0))
+    g_losses = _loss_of_phase(run, "opt_G")
+    assert len(g_losses) == 2  # Gmain, then Greg at step 0
+    # With pl_decay = 1 the running mean is this batch's mean length, so the penalty is the
+    # variance of the lengths: the logged mean penalty times weight times interval is the loss.
+    assert g_losses[1] == pytest.approx(run.last_stats["Loss/Greg/pl_penalty"] * 2.0 * 3, rel=1e-5)
+    assert float(run.pl_mean) == pytest.approx(run.last_stats["Loss/Greg/pl_length"], rel=1e-5)
+
+
+def test_path_length_averages_per_layer_lengths():
+    from gancore.losses import path_length_penalty
+
+    torch.manual_seed(0)
+    w = torch.randn(3, 5, 4, requires_grad=True)
+    images = (w.sum(1) * 2).view(3, 4, 1, 1).expand(3, 4, 2, 2)
+    torch.manual_seed(1)
+    _, lengths, _ = path_length_penalty(images, w, torch.zeros(()), 0.01)
+    torch.manual_seed(1)
+    noise = torch.randn_like(images) / 2
+    (grad,) = torch.autograd.grad((images * noise).sum(), w)
+    assert torch.allclose(lengths, grad.square().sum(2).mean(1).sqrt())
+
+
+def test_ema_beta_matches_the_formula_and_buffers_are_copied():
+    run = Run.build(make_tiny_config("dcgan", steps=3, ema_kimg=0.1, ema_rampup=0.5))
+    run.train(steps=2)  # nimg = 16 before the third step
+    before = [p.clone() for p in run.G_ema.parameters()]
+    run.train(steps=3)
+    ema_nimg = min(100.0, 16 * 0.5)  # the ramp-up caps the half-life at half the images seen
+    beta = 0.5 ** (8 / ema_nimg)
+    for p_ema, p_old, p in zip(run.G_ema.parameters(), before, run.G.parameters()):
+        assert torch.allclose(p_ema, p + (p_old - p) * beta, atol=1e-6)
+    buffers = dict(run.G.named_buffers())
+    assert buffers  # batch norm statistics
+    for name, b_ema in run.G_ema.named_buffers():
+        assert torch.equal(b_ema, buffers[name])
+
+
+def test_bf16_autocast_is_active_in_the_main_phases():
+    run = Run.build(make_tiny_config("dcgan", steps=1, precision="bf16", r1_gamma=1.0, d_reg_interval=1))
+    dtypes = []
+    run.D.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    run.train()
+    # Dmain (real, fake) and Gmain run in bf16; the R1 pass stays in fp32.
+    assert dtypes == [torch.bfloat16, torch.bfloat16, torch.float32, torch.bfloat16]
+
+
+def test_resume_drops_stats_logged_after_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    run = Run.build(make_tiny_config("mlp", steps=6, log_every=1, checkpoint_every=2), out_dir=out)
+    run.train(steps=3)  # checkpoint at 2, stats up to 3: as if the run had stopped at step 3
+    resumed = Run.resume(out, steps=4)
+    resumed.train()
+    steps = [json.loads(line)["step"] for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
