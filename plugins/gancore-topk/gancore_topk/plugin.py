@@ -46,7 +46,7 @@ class TopK:
     @hookimpl
     def gancore_setup(self, run: Any) -> None:
         """Check that the run's loss scores real images high (true for every built-in loss)."""
-        if run.config.train.loss not in ("nonsaturating", "hinge"):
+        if run.config.train.loss not in ("nonsaturating", "hinge", "wasserstein"):
             raise ValueError(f"topk does not know which fakes are best under loss {run.config.train.loss!r}")
 
     @hookimpl
