@@ -206,3 +206,24 @@ def test_global_selection_across_two_ranks(tmp_path):
     masks = [torch.load(tmp_path / f"mask{rank}.pt", weights_only=True) for rank in range(2)]
     assert masks[0].tolist() == [1.0, 1.0, 1.0, 1.0] and masks[1].tolist() == [0.0, 0.0, 0.0, 0.0]
     assert topk_mask(scores[4:], kept_count(0.5, 4)).tolist() == [0.0, 0.0, 1.0, 1.0]  # per rank differs
+
+
+def test_docs_page_describes_every_setting():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "methods" / "topk.md").read_text()
+    for field in attrs.fields(TopKConfig):
+        assert f"| `{field.name}` |" in page, f"docs/methods/topk.md does not describe {field.name}"
+
+
+def test_cli_prints_the_metrics(tmp_path, capsys):
+    from gancore.cli import main
+
+    config = tmp_path / "run.toml"
+    config.write_text('plugins = ["topk"]\n[backbone]\nname = "mlp"\nwidth = 16\n[data]\nname = "mog25"\n'
+                      '[train]\nsteps = 3\nbatch = 16\nprogress = false\neval_samples = 200\ndevice = "cpu"\n')
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "metrics of G_ema (200 samples):" in out
+    for name in ("modes_covered", "high_quality", "kl_uniform"):
+        assert f"  {name}: " in out
