@@ -23,7 +23,7 @@ import pytest
 from gancore.config import set_value
 from gancore.plugins import PluginManager, register_local_plugin, unregister_local_plugin
 
-__all__ = ["TINY_BACKBONES", "make_tiny_config"]
+__all__ = ["TINY_BACKBONES", "capture_first_gradients", "make_tiny_config"]
 
 #: Raw config fragments for tiny CPU runs, per backbone.
 TINY_BACKBONES: dict[str, dict[str, Any]] = {
@@ -60,6 +60,26 @@ def make_tiny_config(backbone: str = "mlp", plugins: Sequence[Any] = (), **setti
         if problem:
             raise ValueError(problem)
     return raw
+
+
+def capture_first_gradients(run: Any) -> dict[str, list[Any]]:
+    """Record the gradients G's and D's optimizers apply in their first step from now on.
+
+    Returns a dict that fills as the run trains: ``{"G": [grad per parameter], "D": [...]}``
+    (the main phase of the next training step, as R1 and path length come after it).
+    """
+    grads: dict[str, list[Any]] = {}
+    for net in ("G", "D"):
+        optimizer = getattr(run, f"opt_{net}")
+        original = optimizer.step
+
+        def step(*args: Any, _net: str = net, _original: Callable = original, **kwargs: Any) -> Any:
+            if _net not in grads:
+                grads[_net] = [p.grad.clone() for p in getattr(run, _net).parameters()]
+            return _original(*args, **kwargs)
+
+        optimizer.step = step
+    return grads
 
 
 @pytest.fixture

@@ -210,15 +210,10 @@ def _named(name):
 
 
 def _gradients_after_one_step(settings, plugins=("alpha",)):
-    from gancore.testing import make_tiny_config
+    from gancore.testing import capture_first_gradients, make_tiny_config
 
     run = Run.build(make_tiny_config("mlp", list(plugins), steps=1, r1_gamma=0.0, **settings))
-    grads = {}
-    for net in ("G", "D"):
-        optimizer = getattr(run, f"opt_{net}")
-        original = optimizer.step
-        optimizer.step = lambda net=net, original=original: (
-            grads.setdefault(net, [p.grad.clone() for p in getattr(run, net).parameters()]), original())
+    grads = capture_first_gradients(run)
     run.train()
     return grads, run
 

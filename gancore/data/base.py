@@ -1,5 +1,6 @@
 """The Dataset base class, DataError, and the stateless, resumable batch sampler."""
 
+import abc
 import functools
 from typing import Any
 
@@ -17,7 +18,7 @@ class DataError(ValueError):
     """A data set that cannot be built or read; the message names the file or config key at fault."""
 
 
-class Dataset:
+class Dataset(abc.ABC):
     """A finite, indexable data set that hands out whole batches as float32 CPU tensors.
 
     Subclasses set ``info`` and implement ``__len__`` and ``get``.
@@ -25,17 +26,17 @@ class Dataset:
 
     info: DataInfo
 
+    @abc.abstractmethod
     def __len__(self) -> int:
         """Number of items."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
         """Items ``indices`` as ``(x, c)``.
 
         ``x`` is ``[N, C, H, W]`` in [-1, 1] for images or ``[N, D]`` for points, float32 on the
         CPU; ``c`` is the one-hot float32 label ``[N, info.c_dim]``, or None when ``c_dim == 0``.
         """
-        raise NotImplementedError
 
     def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
         """Metrics of generated ``samples`` that this data set can measure (None: none).

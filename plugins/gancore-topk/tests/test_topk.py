@@ -7,7 +7,7 @@ import torch
 import gancore
 from gancore import hookimpl
 from gancore.losses import g_adversarial_loss, weighted_mean
-from gancore.testing import make_tiny_config
+from gancore.testing import capture_first_gradients, make_tiny_config
 from gancore.trainer import Run
 from gancore_topk.plugin import TopK, TopKConfig
 from gancore_topk.schedule import k_fraction_by_epoch, k_fraction_by_progress, kept_count
@@ -58,12 +58,7 @@ def _grads_after_first_step(plugins, k_fraction=None):
     run = Run.build(make_tiny_config("mlp", plugins, steps=1, r1_gamma=0.0))
     if k_fraction is not None:
         run.plugins["topk"].k_fraction = k_fraction
-    grads = {}
-    for net in ("G", "D"):
-        optimizer = getattr(run, f"opt_{net}")
-        original = optimizer.step
-        optimizer.step = lambda net=net, original=original: (
-            grads.setdefault(net, [p.grad.clone() for p in getattr(run, net).parameters()]), original())
+    grads = capture_first_gradients(run)
     run.train()
     return grads
 
