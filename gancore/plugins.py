@@ -116,7 +116,7 @@ class PluginManager:
 
     def __init__(self) -> None:
         from gancore.hooks import Hooks
-        from gancore.ops import OpsRegistry
+        from gancore.ops import REGISTRY
 
         self.pm = pluggy.PluginManager("gancore")
         self.pm.add_hookspecs(hookspecs)
@@ -125,7 +125,8 @@ class PluginManager:
         self.run_plugins: dict[str, Any] = {}
         self.backbones: dict[str, BackboneSpec] = {}
         self._backbone_owner: dict[str, str] = {}
-        self.ops = OpsRegistry()
+        #: The process-wide op registry (kernels of installed ops plugins are added to it).
+        self.ops = REGISTRY
         self.hooks = Hooks(self)
         for name in self.available_names():
             plugin = self.plugin_class(name)

@@ -4,7 +4,7 @@ from typing import Callable
 
 import attrs
 
-__all__ = ["OpImplementation", "OpsRegistry"]
+__all__ = ["REGISTRY", "OpImplementation", "OpsRegistry"]
 
 
 @attrs.frozen(kw_only=True)
@@ -39,9 +39,13 @@ class OpsRegistry:
         *,
         owner: str = "gancore",
     ) -> None:
-        """Add implementation ``name`` of ``op``; the same op and name twice is an error."""
+        """Add implementation ``name`` of ``op``.
+
+        The same op and name from another owner is an error; from the same owner (a plugin
+        registered again by a second plugin manager) it replaces the earlier one.
+        """
         impls = self._impls.setdefault(op, {})
-        if name in impls:
+        if name in impls and impls[name].owner != owner:
             raise ValueError(
                 f"op {op!r} implementation {name!r} is registered twice: by {impls[name].owner!r} and by {owner!r}"
             )
@@ -65,3 +69,8 @@ class OpsRegistry:
         except KeyError:
             known = ", ".join(sorted(self._impls.get(op, {}))) or "none"
             raise KeyError(f"op {op!r} has no implementation {impl!r}; registered: {known}") from None
+
+
+#: The process-wide registry: gancore's reference ops register here on import, and every plugin
+#: manager registers the kernels of installed ``kind = "ops"`` plugins here.
+REGISTRY = OpsRegistry()
