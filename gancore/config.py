@@ -154,6 +154,7 @@ class DataConfig:
     std: float | None = attrs.field(default=None, validator=gt(0.0))
     labels: bool = False
     split: str = attrs.field(default="train", validator=one_of("train", "test"))
+    fit: str = attrs.field(default="resize", validator=one_of("resize", "pad"))
     seed: int = 0
 
 

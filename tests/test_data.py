@@ -412,6 +412,18 @@ def test_fmnist_resize_and_channels(fmnist_dir: Path, tmp_path: Path):
     assert torch.allclose(x[0, 0, :, :6], torch.tensor(-1.0)) and torch.allclose(x[0, 0, :, 8:], torch.tensor(1.0))
 
 
+def test_fmnist_pad_keeps_every_pixel(fmnist_dir: Path):
+    ds = build_dataset(_cfg(name="fmnist", path=str(fmnist_dir), resolution=32, fit="pad"))
+    x, _ = ds.get(torch.tensor([1]))
+    assert x.shape == (1, 1, 32, 32)
+    inner = torch.from_numpy(_pattern(5)[1]).float() / 127.5 - 1
+    assert torch.allclose(x[0, 0, 2:30, 2:30], inner, atol=1e-6)
+    border = torch.cat([x[0, 0, :2].flatten(), x[0, 0, 30:].flatten(), x[0, 0, :, :2].flatten(), x[0, 0, :, 30:].flatten()])
+    assert torch.all(border == -1)
+    with pytest.raises(DataError, match="data.fit: 'pad' needs data.resolution >= 28, got 16"):
+        build_dataset(_cfg(name="fmnist", path=str(fmnist_dir), resolution=16, fit="pad"))
+
+
 def test_fmnist_bad_files(fmnist_dir: Path, tmp_path: Path):
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -83,6 +83,10 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
+#: Side of the original Fashion-MNIST images.
+NATIVE_SIZE = 28
+
+
 class FashionMNIST(Dataset):
     """Fashion-MNIST images ``[N, C, R, R]`` in [-1, 1], bilinearly resized (antialiased) per batch.
 
@@ -98,7 +102,12 @@ class FashionMNIST(Dataset):
         channels: int = 1,
         labels: bool = False,
         num_samples: int | None = None,
+        fit: str = "resize",
     ):
+        if fit not in ("resize", "pad"):
+            raise DataError(f"data.fit: must be 'resize' or 'pad', got {fit!r}")
+        if fit == "pad" and resolution < NATIVE_SIZE:
+            raise DataError(f"data.fit: 'pad' needs data.resolution >= {NATIVE_SIZE}, got {resolution}")
         if split not in _PREFIX:
             raise DataError(f"data.split: must be 'train' or 'test', got {split!r}")
         if resolution < 1:
@@ -135,6 +144,7 @@ class FashionMNIST(Dataset):
         self.classes = torch.from_numpy(classes.astype(np.int64))
         self.files = (image_file, label_file)
         self.resolution = resolution
+        self.fit = fit
         self.channels = channels
         self.labels = labels
         self.info = DataInfo(
@@ -151,6 +161,7 @@ class FashionMNIST(Dataset):
             channels=config.channels if config.channels is not None else 1,
             labels=config.labels,
             num_samples=config.num_samples,
+            fit=config.fit,
         )
 
     def __len__(self) -> int:
@@ -161,7 +172,11 @@ class FashionMNIST(Dataset):
         """Images ``[N, C, R, R]`` in [-1, 1] and, with labels, one-hot classes ``[N, 10]``."""
         idx = index_tensor(indices, len(self))
         x = self.images[idx].unsqueeze(1).to(torch.float32).div_(255.0)
-        if x.shape[-2:] != (self.resolution, self.resolution):
+        if self.fit == "pad" and self.resolution != NATIVE_SIZE:
+            before = (self.resolution - NATIVE_SIZE) // 2
+            after = self.resolution - NATIVE_SIZE - before
+            x = F.pad(x, [before, after, before, after])  # black (0) border, like the images' background
+        elif x.shape[-2:] != (self.resolution, self.resolution):
             size = (self.resolution, self.resolution)
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
             x = x.clamp_(0.0, 1.0)
