@@ -35,6 +35,14 @@ TINY_BACKBONES: dict[str, dict[str, Any]] = {
         "backbone": {"name": "dcgan", "width": 8, "z_dim": 16, "max_width": 32},
         "data": {"name": "synthetic-images", "resolution": 8, "channels": 3, "num_samples": 64},
     },
+    # Needs gancore-stylegan2; the batch must stay a multiple of mbstd_group_size (4).
+    "stylegan2": {
+        "backbone": {
+            "name": "stylegan2", "z_dim": 32, "w_dim": 32, "mapping_layers": 2, "d_mapping_layers": 2,
+            "channel_base": 256, "channel_max": 32,
+        },
+        "data": {"name": "synthetic-images", "resolution": 8, "channels": 3, "num_samples": 64},
+    },
 }
 
 

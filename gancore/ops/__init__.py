@@ -16,8 +16,10 @@ __all__ = [
     "OpUnavailableError",
     "OpsRegistry",
     "bias_act",
+    "conv2d_resample",
     "downsample2d",
     "filter2d",
+    "modulated_conv2d",
     "setup_filter",
     "upfirdn2d",
     "upsample2d",
@@ -98,3 +100,5 @@ def downsample2d(
     return upfirdn2d(x, f, down=down, padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
+# Imported last: these build on the dispatched ops above.
+from gancore.ops.modulated_conv import conv2d_resample, modulated_conv2d  # noqa: E402

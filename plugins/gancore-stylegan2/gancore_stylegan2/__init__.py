@@ -1,0 +1,3 @@
+"""gancore-stylegan2: the `stylegan2` backbone (StyleGAN2 generator and residual discriminator)."""
+
+__version__ = "0.1.0"
