@@ -9,6 +9,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 __all__ = [
+    "PLUGIN_MODULE_GROUPS",
     "CAPABILITIES",
     "CapabilityError",
     "BackboneSpec",
@@ -130,6 +131,10 @@ def _not_offered(network: nn.Module, method: str) -> CapabilityError:
 def _module_key(layer_name: str) -> str:
     """Turn a layer name into a valid ``nn.ModuleDict`` key (no dots)."""
     return re.sub(r"[^0-9A-Za-z_]", "_", layer_name)
+
+
+#: The ``nn.ModuleDict`` attributes of G and D that hold modules added by plugins.
+PLUGIN_MODULE_GROUPS = ("adapters", "cond_encoders", "attachments")
 
 
 class _PluginModulesMixin:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.autograd.profiler import record_function
 
 from gancore import checkpoint as ckpt
-from gancore.backbone import BackboneSpec, DataInfo, count_parameters
+from gancore.backbone import PLUGIN_MODULE_GROUPS, BackboneSpec, DataInfo, count_parameters
 from gancore.config import META_KEY, ConfigError, RunConfig, parse_run_config
 from gancore.data import Dataset, batch_indices, build_dataset, epoch_of
 from gancore.hooks import NamedTerm
@@ -213,10 +213,13 @@ class Run:
         return self.nimg / 1000
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameter counts of G, D and G_ema, and of the modules plugins attached."""
+        """Parameter counts of G, D and G_ema, of their top-level blocks, and of the modules plugins attached."""
         counts = {"G": count_parameters([self.G]), "D": count_parameters([self.D]), "G_ema": count_parameters([self.G_ema])}
         for net_name, net in (("G", self.G), ("D", self.D)):
-            for group in ("adapters", "cond_encoders", "attachments"):
+            for child_name, child in net.named_children():
+                if child_name not in PLUGIN_MODULE_GROUPS and count_parameters([child]):
+                    counts[f"{net_name}.{child_name}"] = count_parameters([child])
+            for group in PLUGIN_MODULE_GROUPS:
                 modules = getattr(net, group, None)
                 if modules is not None:
                     for name, module in modules.items():
