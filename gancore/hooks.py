@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import Tensor
 
+from gancore.config import ConfigError
 from gancore.losses import LossTerm
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,6 +35,10 @@ class Hooks:
     def __init__(self, manager: "PluginManager"):
         self._manager = manager
 
+    def wants(self, hook: str, argument: str) -> bool:
+        """Whether any implementation of ``hook`` takes ``argument`` (optional, costly inputs)."""
+        return any(argument in impl.argnames for _, impl in self._manager.iter_impls(hook))
+
     def _call(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
         from gancore.plugins import HookError
 
@@ -41,7 +46,7 @@ class Hooks:
         for plugin, impl in self._manager.iter_impls(hook):
             try:
                 result = impl.function(*[kwargs[name] for name in impl.argnames])
-            except HookError:
+            except (HookError, ConfigError):
                 raise
             except Exception as exc:
                 raise HookError(plugin, hook, exc) from exc
@@ -55,7 +60,7 @@ class Hooks:
             kwargs = make_kwargs(plugin)
             try:
                 impl.function(*[kwargs[name] for name in impl.argnames])
-            except HookError:
+            except (HookError, ConfigError):
                 raise
             except Exception as exc:
                 raise HookError(plugin, hook, exc) from exc
@@ -138,13 +143,28 @@ class Hooks:
                 terms.append((f"{plugin}_{term.name}", term))
         return terms
 
-    def d_loss(self, run: Any, real: Tensor, fake: Tensor, d_real: Tensor, d_fake: Tensor) -> list[NamedTerm]:
+    def d_loss(
+        self,
+        run: Any,
+        real: Tensor,
+        fake: Tensor,
+        d_real: Tensor,
+        d_fake: Tensor,
+        d_real_features: dict[int, Tensor] | None = None,
+        d_fake_features: dict[int, Tensor] | None = None,
+        g_features: dict[int, Tensor] | None = None,
+    ) -> list[NamedTerm]:
         """``gancore_d_loss``: every plugin's LossTerms, named ``<plugin>_<term>``."""
-        return self._terms("gancore_d_loss", run=run, real=real, fake=fake, d_real=d_real, d_fake=d_fake)
+        return self._terms(
+            "gancore_d_loss", run=run, real=real, fake=fake, d_real=d_real, d_fake=d_fake,
+            d_real_features=d_real_features, d_fake_features=d_fake_features, g_features=g_features,
+        )
 
-    def d_reg_loss(self, run: Any, real: Tensor, d_real: Tensor) -> list[NamedTerm]:
+    def d_reg_loss(
+        self, run: Any, real: Tensor, d_real: Tensor, d_real_features: dict[int, Tensor] | None = None
+    ) -> list[NamedTerm]:
         """``gancore_d_reg_loss``: every plugin's LossTerms, named ``<plugin>_<term>``."""
-        return self._terms("gancore_d_reg_loss", run=run, real=real, d_real=d_real)
+        return self._terms("gancore_d_reg_loss", run=run, real=real, d_real=d_real, d_real_features=d_real_features)
 
     def g_loss(self, run: Any, fake: Tensor, d_fake: Tensor, inputs: dict[str, Any]) -> list[NamedTerm]:
         """``gancore_g_loss``: every plugin's LossTerms, named ``<plugin>_<term>``."""

@@ -127,7 +127,14 @@ def gancore_before_d_step(run: "Run", real: "Tensor", fake: "Tensor") -> "tuple[
 
 @hookspec
 def gancore_d_loss(
-    run: "Run", real: "Tensor", fake: "Tensor", d_real: "Tensor", d_fake: "Tensor"
+    run: "Run",
+    real: "Tensor",
+    fake: "Tensor",
+    d_real: "Tensor",
+    d_fake: "Tensor",
+    d_real_features: "dict[int, Tensor]",
+    d_fake_features: "dict[int, Tensor]",
+    g_features: "dict[int, Tensor]",
 ) -> "LossTerm | list[LossTerm] | None":
     """Add terms to D's loss in its main step.
 
@@ -135,11 +142,18 @@ def gancore_d_loss(
     into D (and into modules attached to it); G is frozen in this phase but still passes
     gradients through (running G's synthesis in here is allowed and trains only D's side).
 
+    The three feature arguments are computed only when some implementation names them (the
+    backbone needs the ``d_features`` / ``g_features`` capability; declare it in ``requires``).
+
     :param run: the running training session.
     :param real: the real batch as D saw it.
     :param fake: the fake batch as D saw it (detached from G's training graph).
     :param d_real: D's logits for ``real``, shape ``[N]``, attached.
     :param d_fake: D's logits for ``fake``, shape ``[N]``, attached.
+    :param d_real_features: D's block outputs for ``real``, ``{resolution: [N, C, r, r]}``, attached.
+    :param d_fake_features: D's block outputs for ``fake``, attached.
+    :param g_features: G's block outputs for the fake batch, ``{resolution: [N, C, r, r]}``,
+        detached (computed before ``gancore_before_d_step`` changed the batch, if it did).
     :returns: a LossTerm, a list of them, or None.
 
     Combine rule: all terms are summed (``weight * value``) into D's loss; each is reported in
@@ -150,7 +164,9 @@ def gancore_d_loss(
 
 
 @hookspec
-def gancore_d_reg_loss(run: "Run", real: "Tensor", d_real: "Tensor") -> "LossTerm | list[LossTerm] | None":
+def gancore_d_reg_loss(
+    run: "Run", real: "Tensor", d_real: "Tensor", d_real_features: "dict[int, Tensor]"
+) -> "LossTerm | list[LossTerm] | None":
     """Add terms to D's loss in its lazy regularisation step.
 
     Called in the Dreg phase (every ``train.d_reg_interval`` steps, when R1 is on), after D has
@@ -160,6 +176,8 @@ def gancore_d_reg_loss(run: "Run", real: "Tensor", d_real: "Tensor") -> "LossTer
         interval gain that lazy terms usually multiply by.
     :param real: the real batch, with ``requires_grad`` set.
     :param d_real: D's logits for ``real``, shape ``[N]``, attached.
+    :param d_real_features: D's block outputs for ``real`` (computed only when an implementation
+        names this argument).
     :returns: a LossTerm, a list of them, or None.
 
     Combine rule: all terms are summed into the Dreg loss and reported as

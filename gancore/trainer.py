@@ -265,14 +265,24 @@ class Run:
 
         with record_function("Dmain"), _requires_grad(self.G, False):
             inputs = self.generator_inputs(batch, c_real)
+            g_features = None
             with torch.no_grad(), self._autocast():
-                fake = self.G(inputs["z"], inputs["c"], inputs["cond"]).float()
+                if self.hooks.wants("gancore_d_loss", "g_features"):
+                    fake, g_features = self.G(inputs["z"], inputs["c"], inputs["cond"], features=True)
+                    g_features = {res: f.float() for res, f in g_features.items()}
+                else:
+                    fake = self.G(inputs["z"], inputs["c"], inputs["cond"])
+                fake = fake.float()
             d_input_real, d_input_fake = self.hooks.before_d_step(self, real, fake)
             with self._autocast():
-                d_real = self.D(d_input_real, c_real).float()
-                d_fake = self.D(d_input_fake, inputs["c"]).float()
+                d_real, d_real_features = self._discriminate(d_input_real, c_real, "gancore_d_loss", "d_real_features")
+                d_fake, d_fake_features = self._discriminate(
+                    d_input_fake, inputs["c"], "gancore_d_loss", "d_fake_features"
+                )
             loss_real, loss_fake = d_adversarial_loss(d_real, d_fake, train.loss)
-            terms = self.hooks.d_loss(self, d_input_real, d_input_fake, d_real, d_fake)
+            terms = self.hooks.d_loss(
+                self, d_input_real, d_input_fake, d_real, d_fake, d_real_features, d_fake_features, g_features
+            )
             loss = loss_real.mean() + loss_fake.mean() + _sum_terms(terms, d_real)
             self._optimize(self.opt_D, loss)
             stats.update({
@@ -287,9 +297,9 @@ class Run:
         if train.r1_gamma > 0 and self.step % train.d_reg_interval == 0:
             with record_function("Dreg"), _requires_grad(self.G, False):
                 real_reg = real.detach().requires_grad_(True)
-                d_real = self.D(real_reg, c_real).float()
+                d_real, d_real_features = self._discriminate(real_reg, c_real, "gancore_d_reg_loss", "d_real_features")
                 r1 = r1_penalty(d_real, real_reg)
-                terms = self.hooks.d_reg_loss(self, real_reg, d_real)
+                terms = self.hooks.d_reg_loss(self, real_reg, d_real, d_real_features)
                 loss = (r1.mean() * (train.r1_gamma / 2) + d_real.mean() * 0) * train.d_reg_interval
                 loss = loss + _sum_terms(terms, d_real)
                 self._optimize(self.opt_D, loss)
@@ -335,6 +345,15 @@ class Run:
         self.step += 1
         self.last_stats = stats
         return stats
+
+    def _discriminate(
+        self, x: Tensor, c: Tensor | None, hook: str, argument: str
+    ) -> tuple[Tensor, dict[int, Tensor] | None]:
+        """D's logits for ``x`` (as float), with its block outputs when ``hook`` wants ``argument``."""
+        if not self.hooks.wants(hook, argument):
+            return self.D(x, c).float(), None
+        logits, features = self.D(x, c, features=True)
+        return logits.float(), features
 
     def _optimize(self, optimizer: torch.optim.Optimizer | None, loss: Tensor) -> None:
         assert optimizer is not None
@@ -395,7 +414,7 @@ class Run:
 
     def evaluate(self) -> dict[str, float]:
         """Measure ``train.eval_samples`` samples of G_ema with the data set's metrics (if any)."""
-        if self.dataset is None:
+        if self.dataset is None or not self.dataset.has_quality_metrics:
             return {}
         seed = self.config.train.seed + _EVAL_SEED_OFFSET
         metrics = self.dataset.quality_metrics(self.sample(self.config.train.eval_samples, seed=seed))

@@ -65,3 +65,13 @@ def test_metrics_reach_stats_and_the_summary(tmp_path):
 def test_image_data_sets_have_no_mixture_metrics():
     run = Run.build(make_tiny_config("dcgan", steps=1)).train()
     assert run.metrics == {}
+
+
+def test_evaluation_draws_no_samples_without_metrics(monkeypatch):
+    run = Run.build(make_tiny_config("dcgan", steps=1))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("sampled G_ema for a data set that measures nothing")
+
+    monkeypatch.setattr(run, "sample", refuse)
+    assert run.evaluate() == {}

@@ -38,6 +38,9 @@ class Dataset(abc.ABC):
         CPU; ``c`` is the one-hot float32 label ``[N, info.c_dim]``, or None when ``c_dim == 0``.
         """
 
+    #: Whether :meth:`quality_metrics` measures anything (if not, no samples are drawn for it).
+    has_quality_metrics: bool = False
+
     def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
         """Metrics of generated ``samples`` that this data set can measure (None: none).
 

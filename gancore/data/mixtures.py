@@ -37,6 +37,8 @@ class MixtureDataset(Dataset):
     and ``modes`` ``[N]`` (the mode index of each point) are the sample, drawn once from ``seed``.
     """
 
+    has_quality_metrics = True
+
     def __init__(
         self,
         name: str,
