@@ -354,3 +354,31 @@ def test_bad_sample_weights_are_rejected(register_plugin, tiny_config):
     run = Run.build(tiny_config("mlp", ["wrong"], steps=1))
     with pytest.raises(HookError, match=r"hook gancore_sample_weights of plugin 'wrong' failed: ValueError: returned \[3\]; expected a tensor of shape \[8\]"):
         run.train()
+
+
+def test_feature_maps_reach_only_the_hooks_that_name_them(register_plugin, tiny_config):
+    class Looker:
+        name = "looker"
+
+        def __init__(self):
+            self.seen = {}
+
+        @hookimpl
+        def gancore_d_loss(self, d_real_features, d_fake_features, g_features):
+            self.seen["d_loss"] = (d_real_features, d_fake_features, g_features)
+
+        @hookimpl
+        def gancore_d_reg_loss(self, d_real_features):
+            self.seen["d_reg_loss"] = d_real_features
+
+    looker = Looker()
+    register_plugin(looker)
+    run = Run.build(tiny_config("dcgan", ["looker"], steps=1, d_reg_interval=1))
+    assert run.hooks.wants("gancore_d_loss", "g_features") and not run.hooks.wants("gancore_g_loss", "fake")
+    run.train()
+    d_real, d_fake, g = looker.seen["d_loss"]
+    expected = run.D.feature_channels()
+    for feats in (d_real, d_fake, looker.seen["d_reg_loss"]):
+        assert {res: f.shape[1:] for res, f in feats.items()} == {res: (c, res, res) for res, c in expected.items()}
+    assert d_real[4].requires_grad and d_fake[4].requires_grad
+    assert set(g) == set(run.G.block_resolutions()) and not g[4].requires_grad
