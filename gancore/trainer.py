@@ -262,9 +262,30 @@ class Run:
         stats: dict[str, float] = {}
         real, c_real = self._real_batch()
         batch = real.shape[0]
+        stats.update(self.d_main_phase(real, c_real))
+        if train.r1_gamma > 0 and self.step % train.d_reg_interval == 0:
+            stats.update(self.d_reg_phase(real, c_real))
+        stats.update(self.g_main_phase(batch, c_real))
+        if train.pl_weight > 0 and self.step % train.g_reg_interval == 0:
+            stats.update(self.g_reg_phase(batch, c_real))
+        with record_function("Gema"):
+            self._update_ema(batch)
+        self.nimg += batch
+        self.hooks.step_end(self, stats)
+        self.step += 1
+        self.last_stats = stats
+        return stats
 
+    def d_main_phase(self, real: Tensor, c_real: Tensor | None = None) -> dict[str, float]:
+        """Dmain: one step of D's optimizer on its adversarial loss and the plugins' D terms.
+
+        G is frozen (no gradients to its weights, which it still passes through). Returns the
+        phase's statistics.
+        """
+        train = self.config.train
+        stats: dict[str, float] = {}
         with record_function("Dmain"), _requires_grad(self.G, False):
-            inputs = self.generator_inputs(batch, c_real)
+            inputs = self.generator_inputs(real.shape[0], c_real)
             g_features = None
             with torch.no_grad(), self._autocast():
                 if self.hooks.wants("gancore_d_loss", "g_features"):
@@ -293,19 +314,31 @@ class Run:
             })
             _report_terms(stats, "Loss/D", terms)
             stats["Loss/D/total"] = float(loss.detach())
+        return stats
 
-        if train.r1_gamma > 0 and self.step % train.d_reg_interval == 0:
-            with record_function("Dreg"), _requires_grad(self.G, False):
-                real_reg = real.detach().requires_grad_(True)
-                d_real, d_real_features = self._discriminate(real_reg, c_real, "gancore_d_reg_loss", "d_real_features")
-                r1 = r1_penalty(d_real, real_reg)
-                terms = self.hooks.d_reg_loss(self, real_reg, d_real, d_real_features)
-                loss = (r1.mean() * (train.r1_gamma / 2) + d_real.mean() * 0) * train.d_reg_interval
-                loss = loss + _sum_terms(terms, d_real)
-                self._optimize(self.opt_D, loss)
-                stats["Loss/Dreg/r1"] = float(r1.detach().mean())
-                _report_terms(stats, "Loss/Dreg", terms)
+    def d_reg_phase(self, real: Tensor, c_real: Tensor | None = None) -> dict[str, float]:
+        """Dreg: one step of D's optimizer on lazy R1 (times the interval) and the plugins' Dreg terms."""
+        train = self.config.train
+        stats: dict[str, float] = {}
+        with record_function("Dreg"), _requires_grad(self.G, False):
+            real_reg = real.detach().requires_grad_(True)
+            d_real, d_real_features = self._discriminate(real_reg, c_real, "gancore_d_reg_loss", "d_real_features")
+            r1 = r1_penalty(d_real, real_reg)
+            terms = self.hooks.d_reg_loss(self, real_reg, d_real, d_real_features)
+            loss = (r1.mean() * (train.r1_gamma / 2) + d_real.mean() * 0) * train.d_reg_interval
+            loss = loss + _sum_terms(terms, d_real)
+            self._optimize(self.opt_D, loss)
+            stats["Loss/Dreg/r1"] = float(r1.detach().mean())
+            _report_terms(stats, "Loss/Dreg", terms)
+        return stats
 
+    def g_main_phase(self, batch: int, c_real: Tensor | None = None) -> dict[str, float]:
+        """Gmain: one step of G's optimizer on its (weighted) adversarial loss, plugin and teacher terms.
+
+        D is frozen. ``c_real`` supplies the labels of conditional runs.
+        """
+        train = self.config.train
+        stats: dict[str, float] = {}
         with record_function("Gmain"), _requires_grad(self.D, False):
             inputs = self.generator_inputs(batch, c_real)
             with self._autocast():
@@ -323,27 +356,24 @@ class Run:
                 stats["Loss/G/weight_sum"] = float(weights.sum())
             _report_terms(stats, "Loss/G", terms)
             stats["Loss/G/total"] = float(loss.detach())
+        return stats
 
-        if train.pl_weight > 0 and self.step % train.g_reg_interval == 0:
-            with record_function("Greg"), _requires_grad(self.D, False):
-                pl_batch = max(batch // train.pl_batch_shrink, 1)
-                inputs = self.generator_inputs(pl_batch, None if c_real is None else c_real[:pl_batch])
-                w = self.G.mapping(inputs["z"], inputs["c"])
-                if not w.requires_grad:
-                    w.requires_grad_(True)
-                images = self.G.synthesis(w, cond=inputs["cond"])
-                penalty, lengths, self.pl_mean = path_length_penalty(images, w, self.pl_mean, train.pl_decay)
-                loss = (penalty.mean() * train.pl_weight + images[:, :1].mean() * 0) * train.g_reg_interval
-                self._optimize(self.opt_G, loss)
-                stats["Loss/Greg/pl_penalty"] = float(penalty.detach().mean())
-                stats["Loss/Greg/pl_length"] = float(lengths.detach().mean())
-
-        with record_function("Gema"):
-            self._update_ema(batch)
-        self.nimg += batch
-        self.hooks.step_end(self, stats)
-        self.step += 1
-        self.last_stats = stats
+    def g_reg_phase(self, batch: int, c_real: Tensor | None = None) -> dict[str, float]:
+        """Greg: one step of G's optimizer on the lazy path-length penalty (times the interval)."""
+        train = self.config.train
+        stats: dict[str, float] = {}
+        with record_function("Greg"), _requires_grad(self.D, False):
+            pl_batch = max(batch // train.pl_batch_shrink, 1)
+            inputs = self.generator_inputs(pl_batch, None if c_real is None else c_real[:pl_batch])
+            w = self.G.mapping(inputs["z"], inputs["c"])
+            if not w.requires_grad:
+                w.requires_grad_(True)
+            images = self.G.synthesis(w, cond=inputs["cond"])
+            penalty, lengths, self.pl_mean = path_length_penalty(images, w, self.pl_mean, train.pl_decay)
+            loss = (penalty.mean() * train.pl_weight + images[:, :1].mean() * 0) * train.g_reg_interval
+            self._optimize(self.opt_G, loss)
+            stats["Loss/Greg/pl_penalty"] = float(penalty.detach().mean())
+            stats["Loss/Greg/pl_length"] = float(lengths.detach().mean())
         return stats
 
     def _discriminate(

@@ -75,10 +75,10 @@ def test_config_error_exits_2_and_writes_nothing(config_file, tmp_path, capsys):
 
 
 def test_unknown_plugin_message(config_file, tmp_path, capsys):
-    assert main(["info", str(config_file), "--set", 'plugins=["glead"]']) == 2
+    assert main(["info", str(config_file), "--set", 'plugins=["fancy"]']) == 2
     err = capsys.readouterr().err
-    assert "plugins.glead: plugin 'glead' is not installed; installed: dcgan" in err
-    assert "Try: pip install gancore-glead" in err
+    assert "plugins.fancy: plugin 'fancy' is not installed; installed: dcgan" in err
+    assert "Try: pip install gancore-fancy" in err
 
 
 def test_train_refuses_a_non_empty_out_dir(config_file, tmp_path, capsys):

@@ -78,11 +78,11 @@ def test_unlisted_method_plugins_are_not_loaded(installed_plugin, tiny_config):
 def test_unknown_plugin_lists_installed_ones_and_the_install_command():
     manager = PluginManager()
     with pytest.raises(UnknownPluginError) as info:
-        manager.plugin_class("glead")
+        manager.plugin_class("fancy")
     message = str(info.value)
-    assert message.startswith("plugin 'glead' is not installed; installed: ")
+    assert message.startswith("plugin 'fancy' is not installed; installed: ")
     assert "dcgan" in message
-    assert message.endswith("Try: pip install gancore-glead")
+    assert message.endswith("Try: pip install gancore-fancy")
 
 
 def test_duplicate_backbone_names_both_plugins(register_plugin):
@@ -197,8 +197,8 @@ def test_plugin_init_failure_names_the_plugin(register_plugin, tiny_config):
 
 
 def test_unknown_plugin_in_a_run_is_a_config_error():
-    with pytest.raises(ConfigError, match="plugins.glead: plugin 'glead' is not installed"):
-        load_config({"plugins": ["glead"], "backbone": {"name": "mlp"}})
+    with pytest.raises(ConfigError, match="plugins.fancy: plugin 'fancy' is not installed"):
+        load_config({"plugins": ["fancy"], "backbone": {"name": "mlp"}})
 
 
 def test_ops_registry_prefers_available_high_priority():
