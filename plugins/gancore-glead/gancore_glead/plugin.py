@@ -58,6 +58,12 @@ class GLeaD:
 
     def resolve(self, run: Any) -> tuple[int, int]:
         """``(r, decoder_resolution)`` for this run, checked against G's blocks."""
+        if len(run.G.img_shape) != 3:
+            raise ConfigError(
+                "the run config",
+                [f"plugins: glead reconstructs images, but backbone {run.config.backbone.name!r} generates "
+                 f"samples of shape {tuple(run.G.img_shape)}; use an image backbone (dcgan, stylegan2)"],
+            )
         blocks = run.G.block_resolutions()
         resolution = run.G.img_shape[-1]
         r = self.config.r if self.config.r is not None else max(resolution // 4, blocks[0])

@@ -1,0 +1,84 @@
+"""LPIPS from a local safetensors file: its distance, strict loading, the converter, a run that uses it."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from gancore.checkpoint import CheckpointError
+from gancore.testing import make_tiny_config
+from gancore.trainer import Run
+from gancore_glead.lpips import LPIPS, convert, load_lpips, main
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    net = LPIPS()
+    with torch.no_grad():
+        for lin in net.lins:  # LPIPS's linear heads are non-negative
+            lin.weight.abs_()
+    path = tmp_path / "lpips_alex.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+def test_distance_properties(weights):
+    net = load_lpips(weights)
+    a, b = torch.rand(3, 3, 32, 32) * 2 - 1, torch.rand(3, 3, 32, 32) * 2 - 1
+    d = net(a, b)
+    assert d.shape == (3,) and (d > 0).all()
+    assert torch.allclose(net(a, a), torch.zeros(3), atol=1e-6)
+    assert torch.allclose(d, net(b, a))
+    # Grayscale images are compared as RGB; the network is frozen but passes gradients to its inputs.
+    gray = torch.rand(2, 1, 16, 16, requires_grad=True)
+    net(gray, torch.zeros(2, 1, 16, 16)).sum().backward()
+    assert gray.grad.abs().sum() > 0 and all(p.grad is None and not p.requires_grad for p in net.parameters())
+
+
+def test_taps_follow_alexnet(weights):
+    net = load_lpips(weights)
+    x = net._prepare(torch.zeros(1, 3, 64, 64))
+    assert [t.shape[1] for t in net._taps(x)] == [64, 192, 384, 256, 256]
+
+
+def test_strict_loading_names_the_file(tmp_path, weights):
+    tensors = load_lpips(weights).state_dict()
+    del tensors["lins.0.weight"]
+    bad = tmp_path / "bad.safetensors"
+    save_file(dict(tensors), str(bad))
+    with pytest.raises(CheckpointError, match=r"bad.safetensors: not an LPIPS AlexNet file \(missing \['lins.0.weight'\]"):
+        load_lpips(bad)
+    with pytest.raises(CheckpointError, match="nowhere.safetensors: file not found"):
+        load_lpips(tmp_path / "nowhere.safetensors")
+
+
+def test_converter_maps_the_reference_files(tmp_path):
+    reference = LPIPS()
+    alexnet = {f"features.{i}.{kind}": getattr(reference.features[i], kind).detach().clone()
+               for i in (0, 3, 6, 8, 10) for kind in ("weight", "bias")}
+    alexnet["classifier.1.weight"] = torch.zeros(2, 2)  # the classifier is ignored
+    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 192, 384, 256, 256))}
+    torch.save(alexnet, tmp_path / "alexnet.pth")
+    torch.save(lin, tmp_path / "alex.pth")
+    out = tmp_path / "out" / "lpips.safetensors"
+    assert main(["--alexnet", str(tmp_path / "alexnet.pth"), "--lin", str(tmp_path / "alex.pth"), "--out", str(out)]) == 0
+    net = load_lpips(out)
+    assert torch.equal(net.features[3].weight, alexnet["features.3.weight"])
+    assert torch.equal(net.lins[4].weight, lin["lin4.model.1.weight"])
+
+
+def test_converter_refuses_other_files(tmp_path, capsys):
+    torch.save({"x": torch.zeros(1)}, tmp_path / "other.pth")
+    assert main(["--alexnet", str(tmp_path / "other.pth"), "--lin", str(tmp_path / "other.pth"),
+                 "--out", str(tmp_path / "o.safetensors")]) == 2
+    assert "no tensor 'features.0.weight'" in capsys.readouterr().err
+    assert not (tmp_path / "o.safetensors").exists()
+    with pytest.raises(KeyError):
+        convert(tmp_path / "other.pth", tmp_path / "other.pth", tmp_path / "o.safetensors")
+
+
+def test_a_run_with_lpips(weights):
+    run = Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "lpips", "lpips_weights": str(weights)}],
+                                     steps=1)).train()
+    assert run.last_stats["Loss/D/glead_real"] > 0
+    assert all(not k.startswith("attachments.glead.lpips") for k in run.D.state_dict())
