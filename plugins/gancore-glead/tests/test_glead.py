@@ -178,3 +178,15 @@ def test_model_card_names_the_settings():
     run = Run.build(make_tiny_config("dcgan", [{"name": "glead", "fake_target": "feature"}]))
     card = run.hooks.model_card(run)
     assert "GLeaD" in card and "mse" in card and "GGDR" in card
+
+
+def test_docs_list_every_config_field():
+    import attrs
+
+    from gancore_glead.config import GLeaDConfig
+
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "methods" / "glead.md").read_text()
+    missing = [f.name for f in attrs.fields(GLeaDConfig) if f"| `{f.name}` |" not in page]
+    assert not missing, f"docs/methods/glead.md lacks {missing}"
