@@ -103,11 +103,15 @@ class GLeaD:
     def reconstruct(self, run: Any, state: dict[str, Tensor]) -> Tensor:
         """G's synthesis from ``state`` at r: random noise, no style mixing, G's buffers untouched.
 
-        Not wrapped in no_grad: D's heads learn through G (frozen by the trainer in D's phases).
+        G's other inputs (``cond``, such as EqGAN-SA's heatmaps) are drawn afresh from the plugins
+        that provide them, as for any generated batch: D predicts only the state. Not wrapped in
+        no_grad: D's heads learn through G (frozen by the trainer in D's phases).
         """
         assert self.r is not None, "gancore_setup has not run"
+        n = next(iter(state.values())).shape[0]
+        cond = run.hooks.generator_inputs(run, n, run.rng) or None
         with _buffers_kept(run.G):
-            return run.G.synthesize_from(self.r, state).float()
+            return run.G.synthesize_from(self.r, state, cond).float()
 
     def _image_term(self, run: Any, name: str, d_features: dict[int, Tensor], target: Tensor, weight: float) -> LossTerm:
         assert self.distance is not None
