@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gancore.backbone import assert_shape
-
-from gancore_glead.layers import Conv1x1
+from gancore.layers import Conv2dLayer
 
 __all__ = ["StateDecoder"]
 
@@ -54,16 +53,16 @@ class StateDecoder(nn.Module):
         while res <= decoder_resolution:
             in_channels = previous + self.d_channels.get(res // 2, 0)
             out_channels = _width(self.d_channels, res)
-            self.stages[f"b{res}"] = Conv1x1(in_channels, out_channels, up=2)
+            self.stages[f"b{res}"] = Conv2dLayer(in_channels, out_channels, kernel_size=1, up=2)
             previous = out_channels
             res *= 2
         self.out_channels = previous
         self.heads = nn.ModuleDict()
         for name, shape in self.state_shapes.items():
             if len(shape) == 3:
-                self.heads[name] = Conv1x1(previous, shape[0])
+                self.heads[name] = Conv2dLayer(previous, shape[0], kernel_size=1)
             elif len(shape) in (1, 2):
-                self.heads[name] = Conv1x1(previous, shape[-1])
+                self.heads[name] = Conv2dLayer(previous, shape[-1], kernel_size=1)
             else:
                 raise ValueError(f"cannot predict state entry {name!r} of shape {shape}: expected (C, H, W), (L, D) or (D,)")
 

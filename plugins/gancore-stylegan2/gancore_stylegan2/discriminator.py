@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from gancore.backbone import assert_shape
 
-from gancore_stylegan2.layers import Conv2dLayer, FullyConnectedLayer
+from gancore.layers import Conv2dLayer, FullyConnectedLayer
 
 __all__ = ["DiscriminatorBlock", "DiscriminatorEpilogue", "MinibatchStdLayer"]
 

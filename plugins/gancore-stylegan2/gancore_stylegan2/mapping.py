@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from gancore.backbone import assert_shape
 
-from gancore_stylegan2.layers import FullyConnectedLayer, normalize_2nd_moment
+from gancore.layers import FullyConnectedLayer, normalize_2nd_moment
 
 __all__ = ["MappingNetwork"]
 

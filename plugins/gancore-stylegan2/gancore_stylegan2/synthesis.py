@@ -10,7 +10,7 @@ from gancore import ops
 from gancore.backbone import assert_shape
 from gancore.ops.modulated_conv import modulated_conv2d
 
-from gancore_stylegan2.layers import FullyConnectedLayer, activation_gain, register_filter
+from gancore.layers import FullyConnectedLayer, activation_gain, register_filter
 
 __all__ = ["NOISE_MODES", "Adapt", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer"]
 

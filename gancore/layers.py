@@ -1,4 +1,4 @@
-"""Equalized-learning-rate building blocks: fully connected and (resampling) convolution layers."""
+"""Equalized-learning-rate building blocks (fully connected and resampling convolution layers) for backbones and plugins."""
 
 import math
 from typing import Sequence
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gancore import ops
-from gancore.ops.modulated_conv import conv2d_resample
+from gancore.ops import conv2d_resample
 
 __all__ = [
     "RESAMPLE_FILTER",
