@@ -96,8 +96,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return _fail(f"--n must be > 0, got {args.n}", EXIT_USAGE)
     if Path(args.out).is_dir():
         return _fail(f"--out {args.out} is a folder; give a file name such as grid.png", EXIT_USAGE)
+    cond = None
+    if args.cond:
+        from gancore.checkpoint import read_tensors
+
+        cond = read_tensors(Path(args.cond))
     run = Run.for_sampling(args.source)
-    samples = run.sample(args.n, seed=args.seed)
+    try:
+        samples = run.sample(args.n, seed=args.seed, cond=cond)
+    except ValueError as exc:
+        return _fail(f"--cond {args.cond}: {exc}", EXIT_USAGE)
     try:
         path = save_samples(Path(args.out), samples)
     except ValueError as exc:
@@ -207,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
+    p.add_argument("--cond", metavar="FILE.safetensors",
+                   help="G's extra inputs given yourself (e.g. EqGAN-SA's heatmap), one tensor per key, N rows each")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("info", help="build a run without training; print config, plugins, parameter counts")

@@ -166,9 +166,18 @@ class Hooks:
         """``gancore_d_reg_loss``: every plugin's LossTerms, named ``<plugin>_<term>``."""
         return self._terms("gancore_d_reg_loss", run=run, real=real, d_real=d_real, d_real_features=d_real_features)
 
-    def g_loss(self, run: Any, fake: Tensor, d_fake: Tensor, inputs: dict[str, Any]) -> list[NamedTerm]:
+    def g_loss(
+        self,
+        run: Any,
+        fake: Tensor,
+        d_fake: Tensor,
+        inputs: dict[str, Any],
+        d_fake_features: dict[int, Tensor] | None = None,
+    ) -> list[NamedTerm]:
         """``gancore_g_loss``: every plugin's LossTerms, named ``<plugin>_<term>``."""
-        return self._terms("gancore_g_loss", run=run, fake=fake, d_fake=d_fake, inputs=inputs)
+        return self._terms(
+            "gancore_g_loss", run=run, fake=fake, d_fake=d_fake, inputs=inputs, d_fake_features=d_fake_features
+        )
 
     def teacher_loss(
         self, run: Any, fake: Tensor, inputs: dict[str, Any], weights: Tensor | None

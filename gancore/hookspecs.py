@@ -209,7 +209,7 @@ def gancore_sample_weights(run: "Run", fake: "Tensor", d_fake: "Tensor") -> "Ten
 
 @hookspec
 def gancore_g_loss(
-    run: "Run", fake: "Tensor", d_fake: "Tensor", inputs: "dict[str, Any]"
+    run: "Run", fake: "Tensor", d_fake: "Tensor", inputs: "dict[str, Any]", d_fake_features: "dict[int, Tensor]"
 ) -> "LossTerm | list[LossTerm] | None":
     """Add terms to G's loss in its main step.
 
@@ -220,6 +220,9 @@ def gancore_g_loss(
     :param fake: the generated batch, attached to G's graph.
     :param d_fake: D's logits for ``fake``, shape ``[N]``, attached.
     :param inputs: what produced ``fake``: ``{"z": ..., "c": ... or None, "cond": {...}}``.
+    :param d_fake_features: D's block outputs for ``fake`` from the same forward pass,
+        ``{resolution: [N, C, r, r]}``, attached to G's graph (computed only when an
+        implementation names this argument; needs the ``d_features`` capability).
     :returns: a LossTerm, a list of them, or None.
 
     Combine rule: all terms are summed into G's loss and reported as ``Loss/G/<plugin>_<term>``.

@@ -343,11 +343,11 @@ class Run:
             inputs = self.generator_inputs(batch, c_real)
             with self._autocast():
                 fake = self.G(inputs["z"], inputs["c"], inputs["cond"]).float()
-                d_fake = self.D(fake, inputs["c"]).float()
+                d_fake, d_fake_features = self._discriminate(fake, inputs["c"], "gancore_g_loss", "d_fake_features")
             per_sample = g_adversarial_loss(d_fake, train.loss)
             weights = self.hooks.sample_weights(self, fake, d_fake.detach())
             adversarial = weighted_mean(per_sample, weights)
-            terms = self.hooks.g_loss(self, fake, d_fake, inputs)
+            terms = self.hooks.g_loss(self, fake, d_fake, inputs, d_fake_features)
             terms += self.hooks.teacher_loss(self, fake, inputs, weights)
             loss = adversarial + _sum_terms(terms, adversarial)
             self._optimize(self.opt_G, loss)
@@ -493,8 +493,25 @@ class Run:
     # -- samples ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, network: str = "G_ema", c: Tensor | None = None) -> Tensor:
-        """Generate ``n`` samples from fixed latents of ``seed`` with G_ema (or ``"G"``)."""
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        network: str = "G_ema",
+        c: Tensor | None = None,
+        cond: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
+        """Generate ``n`` samples from fixed latents of ``seed`` with G_ema (or ``"G"``).
+
+        ``c`` gives the labels (default: the classes in turn). ``cond`` gives some of G's extra
+        inputs yourself (e.g. EqGAN-SA's ``heatmap``), each ``[n, ...]``; they replace what the
+        plugins would draw, and the rest is drawn as usual.
+        """
+        given = dict(cond or {})
+        for key, value in given.items():
+            if not isinstance(value, Tensor) or value.ndim == 0 or value.shape[0] != n:
+                shape = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"cond[{key!r}] must be a tensor with {n} rows (one per sample), got {shape}")
         net = getattr(self, network)
         was_training = net.training
         net.eval()
@@ -506,7 +523,8 @@ class Run:
         for start in range(0, n, 256):
             size = min(256, n - start)
             inputs = self.generator_inputs(size, None if c is None else c[start : start + size], rng=rng)
-            outputs.append(net(inputs["z"], inputs["c"], inputs["cond"]).float().cpu())
+            chunk_cond = {**inputs["cond"], **{k: v[start : start + size].to(self.device) for k, v in given.items()}}
+            outputs.append(net(inputs["z"], inputs["c"], chunk_cond).float().cpu())
         net.train(was_training)
         return torch.cat(outputs)
 

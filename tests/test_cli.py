@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from gancore.cli import main
@@ -205,3 +206,22 @@ def test_divergence_is_reported_without_a_traceback(config_file, tmp_path, capsy
                    "--set", "train.d_lr=1e38", "--set", "train.steps=20"])
     assert status == 1
     assert "training diverged: loss became" in capsys.readouterr().err
+
+
+
+def test_sample_cond_file(config_file, tmp_path, capsys, register_plugin):
+    from safetensors.torch import save_file
+
+    from test_hooks import _Tagger
+
+    register_plugin(_Tagger)
+    out = tmp_path / "run"
+    assert main(["train", str(config_file), "--out", str(out), "--set", "train.steps=1",
+                 "--set", 'plugins=["tagger"]']) == 0
+    cond = tmp_path / "cond.safetensors"
+    save_file({"tag": torch.arange(4.0)}, str(cond))
+    assert main(["sample", str(out), "--n", "4", "--cond", str(cond), "--out", str(tmp_path / "g.png")]) == 0
+    assert main(["sample", str(out), "--n", "5", "--cond", str(cond), "--out", str(tmp_path / "g.png")]) == 2
+    assert "must be a tensor with 5 rows" in capsys.readouterr().err
+    assert main(["sample", str(out), "--n", "4", "--cond", str(tmp_path / "none.safetensors")]) == 2
+    assert "none.safetensors: file not found" in capsys.readouterr().err

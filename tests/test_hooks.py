@@ -382,3 +382,34 @@ def test_feature_maps_reach_only_the_hooks_that_name_them(register_plugin, tiny_
         assert {res: f.shape[1:] for res, f in feats.items()} == {res: (c, res, res) for res, c in expected.items()}
     assert d_real[4].requires_grad and d_fake[4].requires_grad
     assert set(g) == set(run.G.block_resolutions()) and not g[4].requires_grad
+
+
+class _Tagger:
+    """Feeds G a per-sample ``tag`` through cond; a cond encoder on G records what it saw."""
+
+    name = "tagger"
+
+    @hookimpl
+    def gancore_generator_inputs(self, batch_size):
+        return {"tag": torch.zeros(batch_size)}
+
+    @hookimpl
+    def gancore_setup(self, run):
+        class Record(torch.nn.Module):
+            def forward(self, cond):
+                self.seen = cond["tag"].clone()
+                return cond["tag"]
+
+        run.G.add_cond_encoder("tag_seen", Record())
+
+
+def test_sample_takes_user_given_cond(register_plugin, tiny_config):
+    register_plugin(_Tagger)
+    run = Run.build(tiny_config("dcgan", ["tagger"]))
+    run.sample(300, seed=1)
+    assert not run.G_ema.cond_encoders["tag_seen"].seen.any()
+    run.sample(300, seed=1, cond={"tag": torch.arange(300.0)})
+    # Sampling goes in chunks of 256; the last chunk saw the user's rows 256..299.
+    assert torch.equal(run.G_ema.cond_encoders["tag_seen"].seen, torch.arange(256.0, 300.0))
+    with pytest.raises(ValueError, match=r"cond\['tag'\] must be a tensor with 4 rows \(one per sample\), got \[3\]"):
+        run.sample(4, cond={"tag": torch.zeros(3)})
