@@ -4,6 +4,7 @@ import copy
 import difflib
 import json
 import sys
+import types
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -460,6 +461,7 @@ def structure_section(data: Any, cls: type, path: str, problems: list[str]) -> A
         if key not in fields:
             problems.append(_unknown_key(f"{path}.{key}", key, fields))
     values = {}
+    deferred = []
     for name, field in fields.items():
         where = f"{path}.{name}"
         if name not in data:
@@ -483,8 +485,16 @@ def structure_section(data: Any, cls: type, path: str, problems: list[str]) -> A
                 problems.append(f"{where}: {exc}")
                 continue
             except AttributeError:
-                pass  # a validator that reads other fields runs when the instance is built below
+                deferred.append((where, field, value))  # it reads other fields: checked below
         values[name] = value
+    if deferred and len(problems) == before:
+        others = {f.alias: _default_of(f) for f in fields.values()} | values
+        instance = types.SimpleNamespace(**{fields[alias].name: value for alias, value in others.items()})
+        for where, field, value in deferred:
+            try:
+                field.validator(instance, field, value)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{where}: {exc}")
     if len(problems) != before:
         return None
     try:
@@ -492,6 +502,13 @@ def structure_section(data: Any, cls: type, path: str, problems: list[str]) -> A
     except (ValueError, TypeError) as exc:
         problems.append(f"{path}: {exc}")
         return None
+
+
+def _default_of(field: attrs.Attribute) -> Any:
+    """A field's default value (None when it has none)."""
+    if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+        return field.default.factory()
+    return None if field.default is attrs.NOTHING else field.default
 
 
 def _unknown_key(path: str, key: str, known: Iterable[str]) -> str:
