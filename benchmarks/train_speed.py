@@ -36,7 +36,11 @@ CASES = {
     },
 }
 #: The same backbones with method plugins: their cost per step.
-for _name, _plugins in (("glead (r 8)", [{"name": "glead", "r": 8}]), ("topk", ["topk"])):
+for _name, _plugins in (
+    ("glead (r 8)", [{"name": "glead", "r": 8}]),
+    ("eqgan_sa", ["eqgan_sa"]),
+    ("topk", ["topk"]),
+):
     for _case in ("dcgan 32px / synthetic / batch 64", "stylegan2 32px (channel_max 64) / synthetic / batch 32"):
         CASES[f"{_case} + {_name}"] = {**CASES[_case], "plugins": _plugins}
 

@@ -167,7 +167,7 @@ def test_cross_field_validators_of_plugins_work(register_plugin):
     register_plugin(Ranged)
     with pytest.raises(ConfigError) as info:
         load_config({"plugins": [{"name": "ranged", "lo": 2.0, "hi": 1.0}], "backbone": {"name": "mlp"}})
-    assert info.value.problems == ["plugins.ranged: must be > lo (2.0), got 1.0"]
+    assert info.value.problems == ["plugins.ranged.hi: must be > lo (2.0), got 1.0"]
     assert load_config({"plugins": [{"name": "ranged", "hi": 3.0}], "backbone": {"name": "mlp"}})
 
 
