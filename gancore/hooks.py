@@ -238,6 +238,17 @@ class Hooks:
             except Exception as exc:
                 raise HookError(plugin, "gancore_load_state_dict", exc) from exc
 
+    def parameter_counts(self, run: Any) -> dict[str, int]:
+        """``gancore_parameter_counts``: every plugin's counts, keyed ``<plugin>.<name>``."""
+        counts: dict[str, int] = {}
+        for plugin, result in self._call("gancore_parameter_counts", run=run):
+            if result is None:
+                continue
+            if not isinstance(result, dict) or not all(isinstance(v, int) for v in result.values()):
+                _bad_result(plugin, "gancore_parameter_counts", "expected a dict of {name: int}")
+            counts.update({f"{plugin}.{name}": value for name, value in result.items()})
+        return counts
+
     def model_card(self, run: Any) -> str:
         """``gancore_model_card``: fragments joined in list order, each under its plugin's name."""
         parts = []

@@ -288,6 +288,22 @@ def gancore_state_dict(run: "Run") -> "dict[str, Any] | None":
 
 
 @hookspec
+def gancore_parameter_counts(run: "Run") -> "dict[str, int] | None":
+    """Report the parameters of modules the plugin owns outside G and D.
+
+    Called by ``run.parameter_counts()`` (``gancore info``, ``summary.json``). Modules attached to
+    G or D are counted already; this is for networks such as a frozen teacher.
+
+    :param run: the run.
+    :returns: ``{name: count}`` or None.
+
+    Combine rule: merged; each key is reported as ``<plugin>.<name>``.
+
+    Used by: DGL (the teacher discriminator).
+    """
+
+
+@hookspec
 def gancore_load_state_dict(run: "Run", state: "dict[str, Any]") -> None:
     """Restore the plugin's training state from a checkpoint.
 

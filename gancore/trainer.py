@@ -192,11 +192,26 @@ class Run:
     @classmethod
     def for_sampling(cls, path: str | Path, *, manager: PluginManager | None = None) -> "Run":
         """Rebuild a run from a checkpoint to sample from it, without loading its data set."""
+        return cls.from_checkpoint(path, ("G_ema",), manager=manager)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, components: tuple[str, ...] = ("G_ema",), *, manager: PluginManager | None = None
+    ) -> "Run":
+        """Rebuild a run's networks from a run or checkpoint folder, loading ``components``
+        (any of ``"G"``, ``"D"``, ``"G_ema"``) strictly; no data set, no optimizers' state.
+
+        The run's plugins are set up as in training, so modules they attach are part of the
+        networks (and a plugin that is not installed is an error naming it).
+        """
         checkpoint = ckpt.find_checkpoint(path)
         state = ckpt.read_state(checkpoint)
         info = DataInfo(**{k: tuple(v) if k == "shape" else v for k, v in state["data_info"].items()})
         run = cls.build(state["config"], manager=manager, data_info=info, for_training=False)
-        ckpt.load_module(run.G_ema, checkpoint / "G_ema.safetensors")
+        for component in components:
+            if component not in ("G", "D", "G_ema"):
+                raise ValueError(f"unknown component {component!r}; expected G, D or G_ema")
+            ckpt.load_module(getattr(run, component), checkpoint / f"{component}.safetensors")
         run.step, run.nimg = state["step"], state["nimg"]
         return run
 
@@ -213,8 +228,10 @@ class Run:
         return self.nimg / 1000
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameter counts of G, D and G_ema, of their top-level blocks, and of the modules plugins attached."""
+        """Parameter counts of G, D and G_ema, of modules plugins own outside them (e.g. a teacher),
+        of the networks' top-level blocks, and of the modules plugins attached."""
         counts = {"G": count_parameters([self.G]), "D": count_parameters([self.D]), "G_ema": count_parameters([self.G_ema])}
+        counts.update(self.hooks.parameter_counts(self))
         for net_name, net in (("G", self.G), ("D", self.D)):
             for child_name, child in net.named_children():
                 if child_name not in PLUGIN_MODULE_GROUPS and count_parameters([child]):

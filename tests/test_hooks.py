@@ -96,6 +96,11 @@ class Recorder:
         self._log("gancore_model_card", run)
         return "Recorded every hook."
 
+    @hookimpl
+    def gancore_parameter_counts(self, run):
+        self._log("gancore_parameter_counts", run)
+        return {"side_network": 7}
+
 
 def test_recorder_implements_every_hook():
     implemented = {name for name in dir(Recorder) if name.startswith("gancore_")}
@@ -148,6 +153,7 @@ def test_every_hook_is_called_at_its_point(register_plugin, tiny_config, tmp_pat
     assert recorder.loaded_state["calls"] > 20
     assert resumed.step == 2
     assert "Recorded every hook." in resumed.hooks.model_card(resumed)
+    assert resumed.parameter_counts()["recorder.side_network"] == 7
 
 
 def test_startup_hooks_reach_installed_providers(register_plugin):

@@ -150,12 +150,12 @@ class DCGANDiscriminator(Discriminator, coders=hub_coders(DCGANConfig)):
         self.c_dim = config.c_dim
         self.img_shape = (config.channels, config.resolution, config.resolution)
         R, sn = config.resolution, config.spectral_norm
-        self.blocks = nn.ModuleDict({f"b{R}": FromRGB(config.channels, config.width_at(R), R, sn)})
+        self.blocks = nn.ModuleDict({f"b{R}": FromRGB(config.channels, config.width_at(R, "D"), R, sn)})
         for res in reversed(config.block_resolutions[:-1]):
             self.blocks[f"b{res}"] = DownBlock(
-                config.width_at(res * 2), config.width_at(res), res, sn, config.resample
+                config.width_at(res * 2, "D"), config.width_at(res, "D"), res, sn, config.resample
             )
-        self.out = ProjectionOutput(config.width_at(4) * 16, config.c_dim, sn, "DCGANDiscriminator")
+        self.out = ProjectionOutput(config.width_at(4, "D") * 16, config.c_dim, sn, "DCGANDiscriminator")
 
     def forward(
         self, x: Tensor, c: Tensor | None = None, features: bool = False
@@ -172,4 +172,4 @@ class DCGANDiscriminator(Discriminator, coders=hub_coders(DCGANConfig)):
 
     def feature_channels(self) -> dict[int, int]:
         """``{r: C_r}`` for ``r = R .. 4``."""
-        return {res: self.config.width_at(res) for res in reversed(self.config.block_resolutions)}
+        return {res: self.config.width_at(res, "D") for res in reversed(self.config.block_resolutions)}

@@ -42,6 +42,8 @@ class DCGANConfig:
     max_width: int = attrs.field(default=512, validator=gt(0))
     #: Scales every width (for compressed students).
     channel_multiplier: float = attrs.field(default=1.0, validator=gt(0.0))
+    #: D's own channel multiplier (None: the same as G's); a compressed student may keep a wide D.
+    d_channel_multiplier: float | None = attrs.field(default=None, validator=gt(0.0))
     #: Normalisation in G's blocks.
     g_norm: str = attrs.field(default="batch", validator=one_of("batch", "none"))
     #: Spectral norm on every conv and linear layer of D.
@@ -83,9 +85,12 @@ class DCGANConfig:
             raise ValueError("resolution is None; call with_data(info) first")
         return [2**k for k in range(2, self.resolution.bit_length())]
 
-    def width_at(self, res: int) -> int:
-        """Channels of the feature maps at resolution ``res`` (in G and in D)."""
+    def width_at(self, res: int, network: str = "G") -> int:
+        """Channels of the feature maps at resolution ``res`` in G (or, with ``network="D"``, in D)."""
         if self.resolution is None:
             raise ValueError("resolution is None; call with_data(info) first")
         base = min(self.width * (self.resolution // res), self.max_width)
-        return max(1, round(base * self.channel_multiplier))
+        multiplier = self.channel_multiplier
+        if network == "D" and self.d_channel_multiplier is not None:
+            multiplier = self.d_channel_multiplier
+        return max(1, round(base * multiplier))

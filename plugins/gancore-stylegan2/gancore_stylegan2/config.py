@@ -47,6 +47,8 @@ class StyleGAN2Config:
     channel_max: int = attrs.field(default=512, validator=gt(0))
     #: Scales every width (for compressed students); 1.0 gives the official widths.
     channel_multiplier: float = attrs.field(default=1.0, validator=gt(0.0))
+    #: D's own channel multiplier (None: the same as G's); a compressed student may keep a wide D.
+    d_channel_multiplier: float | None = attrs.field(default=None, validator=gt(0.0))
     #: Probability of style mixing regularisation in training (two latents, random crossover).
     style_mixing: float = attrs.field(default=0.9, validator=[ge(0.0), le(1.0)])
     #: Truncation applied when G is in eval mode (sampling from G_ema); 1.0 = none.
@@ -112,10 +114,13 @@ class StyleGAN2Config:
         """``[4, 8, ..., resolution]``: the output sizes of G's synthesis blocks."""
         return [2**k for k in range(2, self._resolved_resolution().bit_length())]
 
-    def width_at(self, res: int) -> int:
-        """Channels of the feature maps at resolution ``res`` (in G and in D)."""
+    def width_at(self, res: int, network: str = "G") -> int:
+        """Channels of the feature maps at resolution ``res`` in G (or, with ``network="D"``, in D)."""
         base = min(self.channel_base // res, self.channel_max)
-        return max(1, round(base * self.channel_multiplier))
+        multiplier = self.channel_multiplier
+        if network == "D" and self.d_channel_multiplier is not None:
+            multiplier = self.d_channel_multiplier
+        return max(1, round(base * multiplier))
 
     @property
     def num_ws(self) -> int:

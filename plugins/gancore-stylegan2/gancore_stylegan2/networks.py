@@ -213,19 +213,19 @@ class StyleGAN2Discriminator(Discriminator, coders=hub_coders(StyleGAN2Config)):
         blocks = {}
         for res in reversed(config.block_resolutions[1:]):
             blocks[f"b{res}"] = DiscriminatorBlock(
-                config.width_at(res) if res < R else 0, config.width_at(res), config.width_at(res // 2),
+                config.width_at(res, "D") if res < R else 0, config.width_at(res, "D"), config.width_at(res // 2, "D"),
                 res, config.channels, config.conv_clamp,
             )
         self.blocks = nn.ModuleDict(blocks)
         cmap_dim = 0
         self.label_mapping = None
         if config.c_dim > 0:
-            cmap_dim = config.cmap_dim if config.cmap_dim is not None else config.width_at(4)
+            cmap_dim = config.cmap_dim if config.cmap_dim is not None else config.width_at(4, "D")
             self.label_mapping = MappingNetwork(
                 0, config.c_dim, cmap_dim, None, config.d_mapping_layers, config.mapping_lr_multiplier, None
             )
         self.epilogue = DiscriminatorEpilogue(
-            config.width_at(4), cmap_dim, 4, config.mbstd_group_size, config.mbstd_num_channels, config.conv_clamp
+            config.width_at(4, "D"), cmap_dim, 4, config.mbstd_group_size, config.mbstd_num_channels, config.conv_clamp
         )
 
     def forward(

@@ -1,0 +1,94 @@
+"""DGL: a frozen teacher discriminator guides the student G through an extra adversarial term."""
+
+from typing import Any
+
+from torch import Tensor
+
+from gancore import LossTerm, hookimpl
+from gancore.losses import g_adversarial_loss, weighted_mean
+
+from gancore_dgl.config import DGLConfig
+from gancore_dgl.teacher import check_compatible, count, load_teacher
+
+__all__ = ["DGL"]
+
+
+class DGL:
+    """DGL (Tian et al. 2021): ``L_G = adv(D_s(G(z))) + λ · adv(D_T(G(z)))`` with a frozen, pretrained D_T."""
+
+    name = "dgl"
+    config_class = DGLConfig
+
+    def __init__(self, config: DGLConfig):
+        self.config = config
+        #: The teacher's run (networks only); its D is frozen and lives outside the student's run.
+        self.teacher_run: Any = None
+        #: 1 until ``teacher_from_step``, then 2 (the teacher term on).
+        self.stage = 1
+
+    @property
+    def teacher(self):
+        """The frozen teacher discriminator."""
+        return self.teacher_run.D
+
+    @hookimpl
+    def gancore_setup(self, run: Any) -> None:
+        """Load the teacher D (frozen, eval, on the run's device) and check it matches the student's data."""
+        teacher = load_teacher(self.config.teacher, self.config.teacher_revision, run.device)
+        check_compatible(run, teacher, self.config.teacher)
+        self.teacher_run = teacher
+
+    @hookimpl
+    def gancore_step_start(self, run: Any) -> None:
+        """Switch to stage 2 at ``teacher_from_step`` (resetting optimizer state if configured)."""
+        if self.stage == 1 and run.step >= self.config.teacher_from_step:
+            self.stage = 2
+            reset = self.config.reset_optimizers
+            if reset in ("G", "both") and run.opt_G is not None:
+                run.opt_G.state.clear()
+            if reset == "both" and run.opt_D is not None:
+                run.opt_D.state.clear()
+
+    @hookimpl
+    def gancore_teacher_loss(
+        self, run: Any, fake: Tensor, inputs: dict[str, Any], weights: Tensor | None
+    ) -> LossTerm | None:
+        """λ times the teacher's adversarial loss on the student's fakes (stage 2 only)."""
+        if self.stage < 2:
+            return None
+        logits = self.teacher(fake, inputs["c"]).float()
+        per_sample = g_adversarial_loss(logits, run.config.train.loss)
+        loss = weighted_mean(per_sample, weights if self.config.use_sample_weights else None)
+        return LossTerm("teacher", loss, weight=self.config.weight)
+
+    @hookimpl
+    def gancore_step_end(self, stats: dict[str, float]) -> None:
+        """Report the stage."""
+        stats["dgl/stage"] = float(self.stage)
+
+    @hookimpl
+    def gancore_state_dict(self) -> dict[str, Any]:
+        """The stage (so a resumed run neither repeats nor skips the switch)."""
+        return {"stage": self.stage}
+
+    @hookimpl
+    def gancore_load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the stage."""
+        self.stage = int(state["stage"])
+
+    @hookimpl
+    def gancore_parameter_counts(self) -> dict[str, int]:
+        """The teacher's discriminator and generator (the student's are counted by the core)."""
+        return {"teacher.D": count(self.teacher_run.D), "teacher.G": count(self.teacher_run.G)}
+
+    @hookimpl
+    def gancore_model_card(self, run: Any) -> str:
+        """What DGL did in this run."""
+        c = self.config
+        counts = run.parameter_counts()
+        return (
+            f"DGL (Tian et al. 2021): a frozen teacher discriminator from `{c.teacher}` "
+            f"({counts['dgl.teacher.D']:,} parameters; its G has {counts['dgl.teacher.G']:,}, this student G "
+            f"{counts['G']:,}) added λ = {c.weight} times its adversarial loss on the fakes to G's loss from "
+            f"step {c.teacher_from_step} on."
+        )
