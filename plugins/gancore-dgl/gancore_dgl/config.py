@@ -7,9 +7,9 @@ from gancore.config import ge, one_of
 __all__ = ["DGLConfig"]
 
 
-def _required(instance, attribute, value):
+def _not_empty(instance, attribute, value):
     if not value:
-        raise ValueError("required: a run folder, a checkpoint folder or a Hub repo id holding the teacher D")
+        raise ValueError("must name a run folder, a checkpoint folder, an exported folder or a Hub repo id")
 
 
 @attrs.frozen(kw_only=True)
@@ -18,7 +18,7 @@ class DGLConfig:
 
     #: Where the teacher discriminator comes from: a gancore run folder, one of its checkpoint
     #: folders, an exported folder, or a Hub repo id.
-    teacher: str = attrs.field(default="", validator=_required)
+    teacher: str = attrs.field(validator=_not_empty)
     #: The Hub revision (branch, tag or commit) when ``teacher`` is a repo id.
     teacher_revision: str | None = None
     #: λ: weight of the teacher's adversarial term in G's loss.

@@ -16,9 +16,16 @@ def load_teacher(source: str, revision: str | None, device: torch.device, dtype:
 
     ``source`` is a run folder, a checkpoint folder, an exported folder or a Hub repo id.
     """
+    from gancore.checkpoint import CheckpointError
+    from gancore.plugins import PluginError
     from gancore.pretrained import load_run
 
-    teacher = load_run(source, components=("D",), revision=revision)
+    try:
+        teacher = load_run(source, components=("D",), revision=revision)
+    except (CheckpointError, PluginError) as exc:
+        raise ConfigError("the run config", [f"plugins.dgl.teacher: cannot load a teacher D: {exc}"]) from None
+    except ConfigError as exc:
+        raise ConfigError("the run config", [f"plugins.dgl.teacher: the teacher's own config: {p}" for p in exc.problems]) from None
     D = teacher.D.to(device=device, dtype=dtype)
     D.requires_grad_(False).eval()
     return teacher
