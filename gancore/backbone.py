@@ -231,6 +231,18 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
         """
         raise _not_offered(self, "synthesize_from")
 
+    # -- sampling -----------------------------------------------------------------------------
+
+    #: Draws the extra inputs the run's plugins feed G (set by ``gancore.from_pretrained``).
+    cond_source: "Callable[[int, torch.Generator], Mapping[str, Tensor]] | None" = None
+
+    def sample(self, n: int, seed: int = 0, c: Tensor | None = None, **cond: Tensor) -> Tensor:
+        """``n`` samples on the CPU from the fixed latents of ``seed`` (the same as the run's own
+        ``run.sample(n, seed)``); ``c`` gives labels, ``cond`` inputs such as ``heatmap=...``."""
+        from gancore.sampling import draw_samples
+
+        return draw_samples(self, n, seed, c, cond, self.cond_source)
+
     # -- plugin modules -----------------------------------------------------------------------
 
     def add_adapter(

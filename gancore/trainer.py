@@ -26,6 +26,7 @@ from gancore.losses import (
 )
 from gancore.plugins import PluginManager
 from gancore.samples import save_samples
+from gancore.sampling import draw_samples
 
 __all__ = ["Run", "resolve_device"]
 
@@ -524,26 +525,9 @@ class Run:
         inputs yourself (e.g. EqGAN-SA's ``heatmap``), each ``[n, ...]``; they replace what the
         plugins would draw, and the rest is drawn as usual.
         """
-        given = dict(cond or {})
-        for key, value in given.items():
-            if not isinstance(value, Tensor) or value.ndim == 0 or value.shape[0] != n:
-                shape = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
-                raise ValueError(f"cond[{key!r}] must be a tensor with {n} rows (one per sample), got {shape}")
-        net = getattr(self, network)
-        was_training = net.training
-        net.eval()
-        rng = torch.Generator().manual_seed(seed)
-        if c is None and self.data_info.c_dim > 0:
-            c = torch.nn.functional.one_hot(torch.arange(n) % self.data_info.c_dim, self.data_info.c_dim)
-            c = c.float().to(self.device)
-        outputs = []
-        for start in range(0, n, 256):
-            size = min(256, n - start)
-            inputs = self.generator_inputs(size, None if c is None else c[start : start + size], rng=rng)
-            chunk_cond = {**inputs["cond"], **{k: v[start : start + size].to(self.device) for k, v in given.items()}}
-            outputs.append(net(inputs["z"], inputs["c"], chunk_cond).float().cpu())
-        net.train(was_training)
-        return torch.cat(outputs)
+        return draw_samples(
+            getattr(self, network), n, seed, c, cond, lambda size, rng: self.hooks.generator_inputs(self, size, rng)
+        )
 
     def save_sample_grid(self, path: Path, n: int | None = None) -> Path:
         """Save a grid (or, for 2-D data, a scatter plot with real points) from the fixed latents."""
