@@ -7,5 +7,19 @@ from gancore.config import ConfigError, RunConfig  # noqa: E402
 from gancore.losses import LossTerm  # noqa: E402
 from gancore.trainer import Run  # noqa: E402
 from gancore.api import load_config, resume, train  # noqa: E402
+from gancore.pretrained import export, from_pretrained, push_to_hub  # noqa: E402
 
-__all__ = ["ConfigError", "LossTerm", "Run", "RunConfig", "__version__", "hookimpl", "load_config", "resume", "train"]
+__all__ = [
+    "ConfigError",
+    "LossTerm",
+    "Run",
+    "RunConfig",
+    "__version__",
+    "export",
+    "from_pretrained",
+    "hookimpl",
+    "load_config",
+    "push_to_hub",
+    "resume",
+    "train",
+]

@@ -101,16 +101,51 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from gancore.checkpoint import read_tensors
 
         cond = read_tensors(Path(args.cond))
-    run = Run.for_sampling(args.source)
+    from gancore.pretrained import from_pretrained, is_exported
+
+    source = Path(args.source)
+    if source.exists() and not is_exported(source):
+        run = Run.for_sampling(source)
+        what, draw = f"step {run.step}", lambda: run.sample(args.n, seed=args.seed, cond=cond)
+    else:  # an exported folder or a Hub repo
+        G = from_pretrained(args.source)
+        what, draw = args.source, lambda: G.sample(args.n, seed=args.seed, **(cond or {}))
     try:
-        samples = run.sample(args.n, seed=args.seed, cond=cond)
+        samples = draw()
     except ValueError as exc:
         return _fail(f"--cond {args.cond}: {exc}", EXIT_USAGE)
     try:
         path = save_samples(Path(args.out), samples)
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    print(f"wrote {args.n} samples of step {run.step} to {path}")
+    print(f"wrote {args.n} samples of {what} to {path}")
+    return 0
+
+
+def _checkpoint_arg(args: argparse.Namespace) -> Path:
+    """The run folder, or its checkpoint named by ``--checkpoint``."""
+    path = Path(args.run_dir)
+    if args.checkpoint:
+        name = args.checkpoint if args.checkpoint.startswith("step-") else f"step-{int(args.checkpoint):06d}"
+        path = path / "checkpoints" / name
+    return path
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a model folder (config.json, gan_index.json, safetensors, samples.png, README.md)."""
+    from gancore.pretrained import export
+
+    folder = export(_checkpoint_arg(args), args.out_dir)
+    print(f"wrote {folder}/ (load it with gancore.from_pretrained({str(folder)!r}))")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Export a run's checkpoint and upload it to the Hub."""
+    from gancore.pretrained import push_to_hub
+
+    url = push_to_hub(_checkpoint_arg(args), args.repo_id, private=args.private, revision=args.revision)
+    print(f"pushed to {args.repo_id}: {url}")
     return 0
 
 
@@ -211,13 +246,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("sample", help="write samples of a run's G_ema as a PNG grid")
-    p.add_argument("source", help="run folder or checkpoint folder")
+    p.add_argument("source", help="run folder, checkpoint folder, exported folder or Hub repo id (user/name)")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
     p.add_argument("--cond", metavar="FILE.safetensors",
                    help="G's extra inputs given yourself (e.g. EqGAN-SA's heatmap), one tensor per key, N rows each")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("export", help="write a run's checkpoint as a model folder (what `gancore push` uploads)")
+    p.add_argument("run_dir", help="run folder or checkpoint folder")
+    p.add_argument("out_dir", help="folder to write (must not exist or be empty)")
+    p.add_argument("--checkpoint", help="a checkpoint of the run, e.g. step-005000 (default: the newest)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("push", help="publish a run's checkpoint to the Hugging Face Hub")
+    p.add_argument("run_dir", help="run folder or checkpoint folder")
+    p.add_argument("repo_id", help="Hub model repo, user/name (created if needed)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", "--branch", dest="revision", help="branch to push to (created if needed)")
+    p.add_argument("--checkpoint", help="a checkpoint of the run, e.g. step-005000 (default: the newest)")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("info", help="build a run without training; print config, plugins, parameter counts")
     p.add_argument("config", help="run file (TOML) or a run's config.json")

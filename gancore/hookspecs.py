@@ -61,10 +61,14 @@ def gancore_setup(run: "Run") -> None:
     Called once per run after G and D are built and before the optimizers and G_ema exist, so
     modules attached here (``run.G.add_adapter``, ``run.G.add_cond_encoder``,
     ``run.D.attach``) are trained by the right optimizer, copied into G_ema and saved with
-    their network. Also called when a run is rebuilt for resuming or sampling.
+    their network. Also called when a run is rebuilt for resuming or sampling; then
+    ``run.for_training`` is False when only the networks are needed (loading, sampling,
+    ``from_pretrained``): build every module the networks hold, but skip what only training
+    needs (DGL's teacher).
 
     :param run: the run being built; ``run.G``, ``run.D``, ``run.config``, ``run.device``,
-        ``run.data_info`` are set, ``run.G_ema`` and the optimizers are not yet.
+        ``run.data_info`` and ``run.for_training`` are set, ``run.G_ema`` and the optimizers are
+        not yet.
 
     Combine rule: all implementations are called, in plugin list order.
 

@@ -15,16 +15,39 @@ from gancore.checkpoint import CheckpointError
 from gancore.config import META_KEY
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from gancore.plugins import PluginManager
     from gancore.trainer import Run
 
-__all__ = ["COMPONENTS", "INDEX_FILE", "export", "is_exported", "load_run"]
+__all__ = [
+    "ALLOWED_SUFFIXES",
+    "COMPONENTS",
+    "INDEX_FILE",
+    "MissingPluginError",
+    "UnsafeFilesError",
+    "export",
+    "from_pretrained",
+    "is_exported",
+    "load_run",
+    "push_to_hub",
+]
 
 #: The networks a run holds, by the names of their files.
 COMPONENTS: tuple[str, ...] = ("G", "D", "G_ema")
 #: The file naming an exported folder's networks.
 INDEX_FILE = "gan_index.json"
 FORMAT_VERSION = 1
+#: What an exported folder or Hub repo may hold (anything else is refused, nothing else is read).
+ALLOWED_SUFFIXES: tuple[str, ...] = (".json", ".safetensors", ".md", ".png", ".gitattributes")
+
+
+class UnsafeFilesError(CheckpointError):
+    """A folder or repo holds files gancore never reads (pickles, code, ...); it is refused."""
+
+
+class MissingPluginError(CheckpointError):
+    """A model needs a plugin (or backbone) that is not installed."""
 
 
 def is_exported(path: Path) -> bool:
@@ -32,12 +55,13 @@ def is_exported(path: Path) -> bool:
     return (path / INDEX_FILE).is_file()
 
 
-def export(source: str | Path, out_dir: str | Path) -> Path:
+def export(source: str | Path, out_dir: str | Path, repo_id: str | None = None) -> Path:
     """Write a run's newest checkpoint (or a given checkpoint folder) as an exported folder.
 
     The folder holds ``config.json`` (the resolved config, with versions and data info under
-    ``gancore``), ``gan_index.json`` (format, step, the component files) and
-    ``G.safetensors``, ``D.safetensors``, ``G_ema.safetensors``. It is written next to
+    ``gancore``), ``gan_index.json`` (format, step, the component files),
+    ``G.safetensors``, ``D.safetensors``, ``G_ema.safetensors``, ``samples.png`` (G_ema's grid)
+    and ``README.md`` (the model card; ``repo_id`` names the model in it). It is written next to
     ``out_dir`` and renamed into place, so a failure leaves no half folder.
     """
     checkpoint = ckpt.find_checkpoint(source)
@@ -61,10 +85,56 @@ def export(source: str | Path, out_dir: str | Path) -> Path:
     (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     for name in COMPONENTS:
         shutil.copyfile(checkpoint / f"{name}.safetensors", tmp / f"{name}.safetensors")
+    _write_card_and_grid(checkpoint, tmp, repo_id)
     if out_dir.exists():
         out_dir.rmdir()
     tmp.replace(out_dir)
     return out_dir
+
+
+def _write_card_and_grid(checkpoint: Path, folder: Path, repo_id: str | None) -> None:
+    from gancore.modelcard import render_model_card
+    from gancore.trainer import Run
+
+    run = Run.from_checkpoint(checkpoint, ("G_ema",))
+    summary_path = checkpoint.parent.parent / "summary.json"
+    metrics, counts = {}, {}
+    if summary_path.is_file():
+        summary = _read_json(summary_path)
+        counts = dict(summary.get("params") or {})
+        if summary.get("step") == run.step:
+            metrics = dict(summary.get("metrics") or {})
+    run.save_sample_grid(folder / "samples.png", n=16 if run.data_info.is_image else None)
+    (folder / "README.md").write_text(render_model_card(run, repo_id, metrics, counts), encoding="utf-8")
+
+
+def check_files(names: "list[str]", where: str) -> None:
+    """Refuse a folder or repo holding any file gancore does not read (by name)."""
+    unsafe = sorted(n for n in names if not n.endswith(ALLOWED_SUFFIXES))
+    if unsafe:
+        raise UnsafeFilesError(
+            f"{where} holds files gancore never loads ({', '.join(unsafe)}); refusing it: a gancore model is "
+            "JSON and safetensors only (plus README.md and PNG images)"
+        )
+
+
+def _check_plugins(config: dict[str, Any], manager: "PluginManager", where: str) -> None:
+    from gancore.plugins import UnknownPluginError
+
+    backbone = config.get("backbone", {}).get("name")
+    if backbone and backbone not in manager.backbones:
+        owner = config.get(META_KEY, {}).get("backbone_plugin") or backbone
+        raise MissingPluginError(
+            f"{where}: this model needs gancore-{owner.replace('_', '-')} (backbone {backbone!r}); "
+            f"pip install gancore-{owner.replace('_', '-')}"
+        )
+    for entry in config.get("plugins", []):
+        name = entry if isinstance(entry, str) else entry.get("name")
+        try:
+            manager.plugin_class(name)
+        except UnknownPluginError:
+            dist = f"gancore-{str(name).replace('_', '-')}"
+            raise MissingPluginError(f"{where}: this model needs {dist}; pip install {dist}") from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -79,17 +149,27 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def _load_exported(folder: Path, components: tuple[str, ...], manager: "PluginManager | None") -> "Run":
+def _load_exported(
+    folder: Path, components: tuple[str, ...], manager: "PluginManager | None", device: str | None = None
+) -> "Run":
     from gancore.trainer import Run
 
+    check_files([p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()], str(folder))
     index = _read_json(folder / INDEX_FILE)
     if index.get("library") != "gancore" or index.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{folder / INDEX_FILE}: not a gancore folder of format version {FORMAT_VERSION}")
     config = _read_json(folder / "config.json")
+    if manager is None:
+        from gancore.plugins import PluginManager
+
+        manager = PluginManager()
+    _check_plugins(config, manager, str(folder))
     meta = config.get(META_KEY, {})
     if "data_info" not in meta:
         raise CheckpointError(f"{folder / 'config.json'}: lacks {META_KEY}.data_info")
     info = DataInfo(**{k: tuple(v) if k == "shape" else v for k, v in meta["data_info"].items()})
+    if device is not None:
+        config = {**config, "train": {**config.get("train", {}), "device": device}}
     run = Run.build(config, manager=manager, data_info=info, for_training=False)
     files = index.get("components", {})
     for name in components:
@@ -100,15 +180,24 @@ def _load_exported(folder: Path, components: tuple[str, ...], manager: "PluginMa
     return run
 
 
-def _download(repo_id: str, revision: str | None) -> Path:
-    """Fetch the JSON and safetensors files of a Hub model repo (or take them from the cache)."""
-    from huggingface_hub import snapshot_download
+def _download(repo_id: str, revision: str | None, subfolder: str | None = None) -> Path:
+    """Fetch the JSON and safetensors files of a Hub model repo (or take them from the cache
+    when offline), after checking that the repo holds nothing gancore would refuse."""
+    from huggingface_hub import HfApi, constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=["*.json", "*.safetensors"]))
-    except (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError) as exc:
+        if not constants.HF_HUB_OFFLINE:
+            check_files(HfApi().list_repo_files(repo_id, revision=revision), f"Hub repo {repo_id}")
+        folder = Path(snapshot_download(
+            repo_id, revision=revision, allow_patterns=[f"{prefix}*.json", f"{prefix}*.safetensors"]
+        ))
+    except UnsafeFilesError:
+        raise
+    except (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError, OSError) as exc:
         raise CheckpointError(f"{repo_id}: neither a local folder nor a reachable Hub repo ({exc})") from None
+    return folder / prefix if prefix else folder
 
 
 def load_run(
@@ -126,6 +215,80 @@ def load_run(
         if is_exported(path):
             return _load_exported(path, components, manager)
         return Run.from_checkpoint(path, components, manager=manager)
-    if isinstance(source, Path) or str(source).startswith((".", "/")) or str(source).count("/") != 1:
+    if not _looks_like_repo_id(source):
         raise CheckpointError(f"{source}: no such run, checkpoint or exported folder (nor a Hub repo id 'user/name')")
     return _load_exported(_download(str(source), revision), components, manager)
+
+
+def _looks_like_repo_id(source: str | Path) -> bool:
+    text = str(source)
+    return not isinstance(source, Path) and not text.startswith((".", "/", "~")) and text.count("/") == 1
+
+
+def from_pretrained(
+    repo_id_or_path: str | Path,
+    revision: str | None = None,
+    subfolder: str | None = None,
+    device: "str | torch.device | None" = None,
+    dtype: "torch.dtype | None" = None,
+    component: str = "G_ema",
+) -> "torch.nn.Module":
+    """A ready network from an exported folder or a Hub repo: G_ema by default (``component``:
+    ``"G"``, ``"D"`` or ``"G_ema"``), in eval mode, on ``device`` (default CPU) and in ``dtype``.
+
+    It is built through the entry point of the backbone named in ``config.json``, with every
+    adapter, cond encoder and attachment its plugins add, and loaded strictly (a missing or
+    unexpected tensor is an error). A generator's ``.sample(n, seed=..., **cond)`` draws the
+    plugins' inputs (e.g. EqGAN-SA heatmaps) as the training run did. Only JSON and safetensors
+    files are read; a folder or repo holding anything else is refused.
+    """
+    import torch
+
+    if component not in COMPONENTS:
+        raise ValueError(f"component must be one of {list(COMPONENTS)}, got {component!r}")
+    path = Path(repo_id_or_path)
+    if path.exists():
+        folder = path / subfolder if subfolder else path
+        if not is_exported(folder):
+            raise CheckpointError(f"{folder}: not an exported gancore folder (no {INDEX_FILE}); see `gancore export`")
+    elif _looks_like_repo_id(repo_id_or_path):
+        folder = _download(str(repo_id_or_path), revision, subfolder)
+    else:
+        raise CheckpointError(f"{repo_id_or_path}: no such folder, nor a Hub repo id 'user/name'")
+    run = _load_exported(folder, (component,), None, device=str(torch.device(device or "cpu")))
+    network = getattr(run, component)
+    if dtype is not None:
+        network.to(dtype=dtype)
+    network.eval()
+    if component != "D":
+        network.cond_source = lambda size, rng: run.hooks.generator_inputs(run, size, rng)
+    return network
+
+
+def push_to_hub(
+    source: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Export a run's newest checkpoint (or a checkpoint folder) and upload it to the Hub repo
+    ``repo_id`` (created if needed; ``revision``: a branch, created from main if needed).
+    Returns the commit's URL."""
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    checkpoint = ckpt.find_checkpoint(source)
+    api = HfApi()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = export(checkpoint, Path(tmp) / "export", repo_id=repo_id)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        step = _read_json(folder / INDEX_FILE)["step"]
+        info = api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, revision=revision,
+            commit_message=commit_message or f"gancore: {checkpoint.name} (step {step})",
+        )
+    return str(getattr(info, "commit_url", info))

@@ -34,7 +34,8 @@ def draw_samples(
         if not isinstance(value, Tensor) or value.ndim == 0 or value.shape[0] != n:
             shape = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(f"cond[{key!r}] must be a tensor with {n} rows (one per sample), got {shape}")
-    device = next(generator.parameters()).device
+    first = next(generator.parameters())
+    device, dtype = first.device, first.dtype
     c_dim = getattr(generator, "c_dim", 0)
     if c is None and c_dim > 0:
         c = torch.nn.functional.one_hot(torch.arange(n) % c_dim, c_dim).float()
@@ -45,10 +46,10 @@ def draw_samples(
     try:
         for start in range(0, n, chunk):
             size = min(chunk, n - start)
-            z = torch.randn(size, generator.z_dim, generator=rng).to(device)
+            z = torch.randn(size, generator.z_dim, generator=rng).to(device, dtype)
             drawn = dict(cond_source(size, rng)) if cond_source is not None else {}
             drawn.update({k: v[start : start + size].to(device) for k, v in given.items()})
-            labels = None if c is None else c[start : start + size].to(device)
+            labels = None if c is None else c[start : start + size].to(device, dtype)
             outputs.append(generator(z, labels, drawn).float().cpu())
     finally:
         generator.train(was_training)

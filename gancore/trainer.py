@@ -92,6 +92,8 @@ class Run:
         self.device = device
         self.out_dir = out_dir
         self.plugins: dict[str, Any] = dict(manager.run_plugins)
+        #: False when the run is rebuilt only to load or sample its networks (no training).
+        self.for_training = True
         self.step = 0
         self.nimg = 0
         self.rng = torch.Generator().manual_seed(config.train.seed)
@@ -156,6 +158,7 @@ class Run:
                 [f"train.pl_weight: backbone {backbone.name!r} has no path_length capability; set it to 0"],
             )
         run = cls(config, manager, backbone, info, dataset, device, Path(out_dir) if out_dir else None)
+        run.for_training = for_training
         run.G = backbone.generator_class(backbone_config).to(device)
         run.D = backbone.discriminator_class(backbone_config).to(device)
         run.hooks.setup(run)
@@ -539,6 +542,22 @@ class Run:
         if self.dataset is not None:
             real = self.dataset.get(torch.arange(min(count, len(self.dataset))))[0]
         return save_samples(path, self.sample(count, seed=seed), real)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def push_to_hub(
+        self, repo_id: str, private: bool = False, revision: str | None = None, commit_message: str | None = None
+    ) -> str:
+        """Save a checkpoint of the current step (unless the newest is of it) and publish it to
+        the Hub repo ``repo_id`` (see :func:`gancore.push_to_hub`); returns the commit URL."""
+        from gancore.pretrained import push_to_hub
+
+        if self.out_dir is None:
+            raise ValueError("this run has no run folder; build it with out_dir=... to publish it")
+        latest = ckpt.latest_checkpoint(self.out_dir)
+        if latest is None or ckpt.read_state(latest)["step"] != self.step:
+            latest = self.save_checkpoint()
+        return push_to_hub(latest, repo_id, private=private, revision=revision, commit_message=commit_message)
 
     # -- checkpoints --------------------------------------------------------------------------
 

@@ -33,7 +33,13 @@ class DGL:
 
     @hookimpl
     def gancore_setup(self, run: Any) -> None:
-        """Load the teacher D (frozen, eval, on the run's device) and check it matches the student's data."""
+        """Load the teacher D (frozen, eval, on the run's device) and check it matches the student's data.
+
+        Not when the run is rebuilt only to load or sample its networks: they hold nothing of the
+        teacher, and a published student must load where its teacher is not at hand.
+        """
+        if not run.for_training:
+            return
         teacher = load_teacher(self.config.teacher, self.config.teacher_revision, run.device)
         check_compatible(run, teacher, self.config.teacher)
         self.teacher_run = teacher
@@ -77,8 +83,10 @@ class DGL:
         self.stage = int(state["stage"])
 
     @hookimpl
-    def gancore_parameter_counts(self) -> dict[str, int]:
+    def gancore_parameter_counts(self) -> dict[str, int] | None:
         """The teacher's discriminator and generator (the student's are counted by the core)."""
+        if self.teacher_run is None:
+            return None
         return {"teacher.D": count(self.teacher_run.D), "teacher.G": count(self.teacher_run.G)}
 
     @hookimpl
@@ -86,9 +94,12 @@ class DGL:
         """What DGL did in this run."""
         c = self.config
         counts = run.parameter_counts()
+        sizes = (
+            f" ({counts['dgl.teacher.D']:,} parameters; its G has {counts['dgl.teacher.G']:,}, this student G "
+            f"{counts['G']:,})" if "dgl.teacher.D" in counts else ""
+        )
         return (
-            f"DGL (Tian et al. 2021): a frozen teacher discriminator from `{c.teacher}` "
-            f"({counts['dgl.teacher.D']:,} parameters; its G has {counts['dgl.teacher.G']:,}, this student G "
-            f"{counts['G']:,}) added λ = {c.weight} times its adversarial loss on the fakes to G's loss from "
-            f"step {c.teacher_from_step} on."
+            f"DGL (Tian et al. 2021): a frozen teacher discriminator from `{c.teacher}`{sizes} added "
+            f"λ = {c.weight} times its adversarial loss on the fakes to G's loss from step "
+            f"{c.teacher_from_step} on."
         )
