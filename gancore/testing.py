@@ -10,6 +10,10 @@ suite without imports:
 - ``tiny_run(backbone="mlp", plugins=(), steps=2, **settings)``: build and train such a run in
   memory and return it (``run.log.history`` holds the logged stats, ``run.last_stats`` the last
   step's).
+- ``adapter_factory(key="scale", only=None)`` and ``counting_encoder``: a cond-driven test adapter
+  (:class:`gancore.testing_modules.ScaledBias`) for ``G.add_adapter`` and a test cond encoder
+  (:class:`gancore.testing_modules.CountingEncoder`), for backbone authors checking the adapter
+  protocol.
 
 ``settings`` keys are dotted config paths (``**{"plugins.topk.nu": 0.5}``); a key without a
 dot means a ``[train]`` field (``batch=8``).
@@ -88,6 +92,30 @@ def capture_first_gradients(run: Any) -> dict[str, list[Any]]:
 
         optimizer.step = step
     return grads
+
+
+@pytest.fixture
+def adapter_factory() -> Callable[..., Callable[[str, int, int], Any]]:
+    """``make(key="scale", only=None)``: a factory giving a ScaledBias to every (or the named) layer."""
+    from gancore.testing_modules import ScaledBias
+
+    def make(key: str = "scale", only: set[str] | None = None) -> Callable[[str, int, int], Any]:
+        def factory(name: str, channels: int, resolution: int) -> Any:
+            if only is not None and name not in only:
+                return None
+            return ScaledBias(channels, key)
+
+        return factory
+
+    return make
+
+
+@pytest.fixture
+def counting_encoder() -> Any:
+    """A fresh :class:`gancore.testing_modules.CountingEncoder`."""
+    from gancore.testing_modules import CountingEncoder
+
+    return CountingEncoder()
 
 
 @pytest.fixture
