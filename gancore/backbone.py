@@ -9,6 +9,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 __all__ = [
+    "image_data_shape",
     "PLUGIN_MODULE_GROUPS",
     "CAPABILITIES",
     "CapabilityError",
@@ -329,6 +330,30 @@ class Discriminator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
     def feature_channels(self) -> dict[int, int]:
         """Channels of the block output at each resolution that ``features=True`` returns."""
         raise _not_offered(self, "feature_channels")
+
+
+def image_data_shape(config: Any, info: DataInfo, backbone: str) -> tuple[int, int]:
+    """``(channels, resolution)`` of a square-image data set, for a backbone's ``with_data``.
+
+    Raises a ValueError if the data are not square images or disagree with the ``resolution``,
+    ``channels`` or ``c_dim`` already set in ``config``.
+    """
+    if not info.is_image:
+        raise ValueError(
+            f"the {backbone} backbone models images of shape (C, H, W), but data set {info.name!r} "
+            f"has samples of shape {tuple(info.shape)}; use the mlp backbone for points"
+        )
+    channels, height, width = info.shape
+    if height != width:
+        raise ValueError(f"the {backbone} backbone needs square images, data set {info.name!r} has {height}x{width}")
+    for field, value in (("resolution", width), ("channels", channels), ("c_dim", info.c_dim)):
+        mine = getattr(config, field)
+        if mine is not None and mine != value:
+            raise ValueError(
+                f"{field} = {mine} does not match data set {info.name!r}, which has "
+                f"{field} = {value}; leave {field} unset to take it from the data"
+            )
+    return channels, width
 
 
 def count_parameters(modules: Iterable[nn.Module]) -> int:

@@ -2,7 +2,7 @@
 
 import attrs
 
-from gancore.backbone import DataInfo
+from gancore.backbone import DataInfo, image_data_shape
 from gancore.config import ge, gt, one_of
 
 __all__ = ["RESOLUTIONS", "DCGANConfig"]
@@ -54,23 +54,7 @@ class DCGANConfig:
 
     def with_data(self, info: DataInfo) -> "DCGANConfig":
         """Fill ``resolution``, ``channels`` and ``c_dim`` from the data set."""
-        if not info.is_image:
-            raise ValueError(
-                f"the dcgan backbone models images of shape (C, H, W), but data set {info.name!r} "
-                f"has samples of shape {tuple(info.shape)}; use the mlp backbone for points"
-            )
-        channels, height, width = info.shape
-        if height != width:
-            raise ValueError(
-                f"the dcgan backbone needs square images, data set {info.name!r} has {height}x{width}"
-            )
-        for field, value in (("resolution", width), ("channels", channels), ("c_dim", info.c_dim)):
-            mine = getattr(self, field)
-            if mine is not None and mine != value:
-                raise ValueError(
-                    f"{field} = {mine} does not match data set {info.name!r}, which has "
-                    f"{field} = {value}; leave {field} unset to take it from the data"
-                )
+        channels, width = image_data_shape(self, info, "dcgan")
         try:
             return attrs.evolve(self, resolution=width, channels=channels, c_dim=info.c_dim)
         except ValueError as exc:

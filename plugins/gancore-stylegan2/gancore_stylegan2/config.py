@@ -4,7 +4,7 @@ from typing import Any
 
 import attrs
 
-from gancore.backbone import DataInfo
+from gancore.backbone import DataInfo, image_data_shape
 from gancore.config import ge, gt, le, lt, one_of
 
 __all__ = ["MAX_RESOLUTION", "MIN_RESOLUTION", "StyleGAN2Config", "require_resolved"]
@@ -75,23 +75,7 @@ class StyleGAN2Config:
 
     def with_data(self, info: DataInfo) -> "StyleGAN2Config":
         """Fill ``resolution``, ``channels`` and ``c_dim`` from the data set."""
-        if not info.is_image:
-            raise ValueError(
-                f"the stylegan2 backbone models images of shape (C, H, W), but data set {info.name!r} "
-                f"has samples of shape {tuple(info.shape)}; use the mlp backbone for points"
-            )
-        channels, height, width = info.shape
-        if height != width:
-            raise ValueError(
-                f"the stylegan2 backbone needs square images, data set {info.name!r} has {height}x{width}"
-            )
-        for field, value in (("resolution", width), ("channels", channels), ("c_dim", info.c_dim)):
-            mine = getattr(self, field)
-            if mine is not None and mine != value:
-                raise ValueError(
-                    f"{field} = {mine} does not match data set {info.name!r}, which has "
-                    f"{field} = {value}; leave {field} unset to take it from the data"
-                )
+        channels, width = image_data_shape(self, info, "stylegan2")
         fields = attrs.fields_dict(StyleGAN2Config)
         for field, value in (("resolution", width), ("channels", channels)):
             try:
