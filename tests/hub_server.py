@@ -31,6 +31,7 @@ DUMMY_TOKEN = "hf_local_test_token"
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 _SHORT_SHA = re.compile(r"[0-9a-f]{7,40}")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_REPO_ACTIONS = {None, "revision", "tree", "paths-info", "refs", "commits", "preupload", "commit", "branch", "tag"}
 # What the Hub puts in every new repo's first commit (trimmed to a few lines).
 _GITATTRIBUTES = (
     b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
@@ -265,19 +266,26 @@ class HubServer:
     def repo_files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
         """The files of a repo at a branch, tag or commit sha, as path -> bytes."""
         with self._lock:
-            commit = self._repo(repo_id).resolve(revision)
+            _, commit = self._lookup(repo_id, revision)
             return {path: self._blobs[oid] for path, oid in commit.files.items()}
 
     def branches(self, repo_id: str) -> dict[str, str]:
         """Branch name -> head commit sha (pull requests included, as `refs/pr/N`)."""
         with self._lock:
-            return dict(self._repo(repo_id).branches)
+            return dict(self._lookup(repo_id, "main")[0].branches)
 
     def history(self, repo_id: str, revision: str = "main") -> list[str]:
         """Commit shas reachable from `revision`, newest first."""
         with self._lock:
+            repo, commit = self._lookup(repo_id, revision)
+            return [c.oid for c in self._walk(repo, commit)]
+
+    def _lookup(self, repo_id: str, revision: str) -> tuple[_Repo, _Commit]:
+        try:
             repo = self._repo(repo_id)
-            return [c.oid for c in self._walk(repo, repo.resolve(revision))]
+            return repo, repo.resolve(revision)
+        except _HubError as error:
+            raise KeyError(f"{repo_id}@{revision}: {error.message}") from None
 
     # -- storage -------------------------------------------------------------------------------------------
 
@@ -369,6 +377,8 @@ class HubServer:
         if len(rest) < 3 or rest[0] != "models":
             raise _Unhandled()
         repo_id, action, args = f"{rest[1]}/{rest[2]}", (rest[3] if len(rest) > 3 else None), rest[4:]
+        if action not in _REPO_ACTIONS:
+            raise _Unhandled()
         with self._lock:
             repo = self._repo(repo_id)
             if action is None and method == "GET":
@@ -776,8 +786,16 @@ def configure_client(
         monkeypatch.setenv(name, value)
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, ",".join(filter(None, [os.environ.get(name), "127.0.0.1", "localhost"])))
-    for name in ("HUGGINGFACE_HUB_CACHE", "HUGGINGFACE_ASSETS_CACHE", "HF_TOKEN_PATH", "HF_XET_CACHE",
-                 "TRANSFORMERS_OFFLINE", "HF_OIDC_RESOURCE", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_CO_STAGING"):
+    for name in (
+        "HUGGINGFACE_HUB_CACHE",
+        "HUGGINGFACE_ASSETS_CACHE",
+        "HF_TOKEN_PATH",
+        "HF_XET_CACHE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_OIDC_RESOURCE",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HUGGINGFACE_CO_STAGING",
+    ):
         monkeypatch.delenv(name, raising=False)
 
     host = urlsplit(url).hostname or ""
@@ -833,9 +851,12 @@ def go_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
-    """A running `HubServer` with the client pointed at it and its cache under `tmp_path / "hf-home"`."""
+@pytest.fixture(name="hub")
+def hub_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
+    """Fixture `hub`: a running `HubServer`, the client pointed at it, its cache under `tmp_path / "hf-home"`.
+
+    Import `hub_fixture` into a test module to use it there.
+    """
     with HubServer() as server:
         configure_client(monkeypatch, server.url, tmp_path / "hf-home")
         yield server
