@@ -164,3 +164,12 @@ def test_cli_export_and_sample_from_the_folder(tmp_path, capsys):
 
 def test_from_pretrained_is_exported_at_the_top():
     assert gancore.from_pretrained is from_pretrained
+
+
+def test_subfolder(tmp_path):
+    run, out = _trained(tmp_path, "dcgan")
+    export(out, tmp_path / "repo" / "generators" / "tiny")
+    G = from_pretrained(tmp_path / "repo", subfolder="generators/tiny")
+    assert torch.equal(G.sample(2, seed=0), run.sample(2, seed=0))
+    with pytest.raises(CheckpointError, match="not an exported gancore folder"):
+        from_pretrained(tmp_path / "repo")
