@@ -145,8 +145,9 @@ def write_checkpoint(
     extra_tensors: dict[str, torch.Tensor],
     state: dict[str, Any],
     keep: int | None = None,
+    name: str | None = None,
 ) -> Path:
-    """Write ``root/step-NNNNNN/`` atomically and return its path.
+    """Write ``root/step-NNNNNN/`` (or ``root/<name>/``) atomically and return its path.
 
     Files: ``<name>.safetensors`` per module, ``optim-<name>.safetensors`` per optimizer,
     ``run.safetensors`` (RNG states and other run tensors) and ``state.json``. Everything is
@@ -155,8 +156,9 @@ def write_checkpoint(
     newest ``keep`` checkpoints are kept.
     """
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:06d}"
-    tmp = root / f".tmp-step-{step:06d}-{os.getpid()}"
+    folder = name or f"step-{step:06d}"
+    final = root / folder
+    tmp = root / f".tmp-{folder}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -166,7 +168,7 @@ def write_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if final.exists():
-        old = root / f".old-step-{step:06d}-{os.getpid()}"
+        old = root / f".old-{folder}-{os.getpid()}"
         final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old)

@@ -159,6 +159,14 @@ class DataConfig:
     seed: int = 0
 
 
+def _known_metrics(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    from gancore.metrics.generative import METRICS
+
+    unknown = [m for m in value if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}")
+
+
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     """The ``[train]`` table: length, optimisation, regularisation, logging."""
@@ -186,6 +194,9 @@ class TrainConfig:
     keep_checkpoints: int = attrs.field(default=3, validator=ge(1))
     eval_every: int = attrs.field(default=0, validator=ge(0))
     eval_samples: int = attrs.field(default=10000, validator=gt(0))
+    metrics: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_known_metrics)
+    metrics_extractor: str | None = None
+    tensorboard: bool = True
     grid: int = attrs.field(default=64, validator=gt(0))
     progress: bool = True
 

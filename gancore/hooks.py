@@ -81,6 +81,13 @@ class Hooks:
             lambda plugin: {"register": lambda *args, **kw: add(*args, owner=plugin, **kw)},
         )
 
+    def register_feature_extractors(self, add: Callable[..., None]) -> None:
+        """``gancore_register_feature_extractors``: collect every extractor, recording its plugin."""
+        self._call_each(
+            "gancore_register_feature_extractors",
+            lambda plugin: {"register": lambda extractor: add(extractor, owner=plugin)},
+        )
+
     # -- the run ----------------------------------------------------------------------------------
 
     def setup(self, run: Any) -> None:

@@ -4,12 +4,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
     from gancore.backbone import BackboneSpec
     from gancore.losses import LossTerm
+    from gancore.metrics.extractors import FeatureExtractor
     from gancore.trainer import Run
 
 hookspec = pluggy.HookspecMarker("gancore")
@@ -51,6 +52,24 @@ def gancore_register_ops(register: "Callable[..., None]") -> None:
     same op and name are an error naming both plugins.
 
     Used by: gancore-cuda-ops.
+    """
+
+
+@hookspec
+def gancore_register_feature_extractors(register: "Callable[[FeatureExtractor], None]") -> None:
+    """Register feature extractors for FID, KID and precision/recall (``gancore eval``, ``train.metrics``).
+
+    Called once at start-up, when a plugin manager is created, on every installed plugin whose
+    ``kind`` is ``"backbone"``, ``"ops"`` or ``"metrics"``. gancore's own ``fmnist`` and
+    ``inception`` are registered first.
+
+    :param register: call ``register(FeatureExtractor(name=..., load=..., description=...))``;
+        ``load(device)`` returns a module mapping images ``[N, C, H, W]`` in [-1, 1] to features
+        ``[N, D]``.
+
+    Combine rule: callback; a name registered twice is an error naming both plugins.
+
+    Used by: plugins that bring a domain-specific feature network.
     """
 
 

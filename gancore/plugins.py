@@ -10,6 +10,7 @@ import pluggy
 
 from gancore import hookspecs
 from gancore.backbone import CAPABILITIES, BackboneSpec
+from gancore.metrics.extractors import FeatureExtractor, builtin_extractors
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -29,7 +30,7 @@ ENTRY_POINT_GROUP = "gancore"
 BUNDLED_BACKBONES = {"mlp": "gancore-dcgan", "dcgan": "gancore-dcgan", "stylegan2": "gancore-stylegan2"}
 
 #: Plugin kinds loaded whether or not a run lists them (they only add choices).
-INFRASTRUCTURE_KINDS = ("backbone", "ops")
+INFRASTRUCTURE_KINDS = ("backbone", "ops", "metrics")
 
 
 class PluginError(Exception):
@@ -134,6 +135,12 @@ class PluginManager:
                 self._register(name, self._instantiate(name, plugin, None))
         self.hooks.register_backbones(self._add_backbone)
         self.hooks.register_ops(self.ops.register)
+        #: Feature extractors for FID, KID and precision/recall, by name.
+        self.feature_extractors: dict[str, "FeatureExtractor"] = {}
+        self._extractor_owner: dict[str, str] = {}
+        for extractor in builtin_extractors():
+            self._add_extractor(extractor, owner="gancore")
+        self.hooks.register_feature_extractors(self._add_extractor)
 
     # -- discovery ----------------------------------------------------------------------------
 
@@ -316,6 +323,26 @@ class PluginManager:
                     problems.append(f"plugin {name!r} conflicts with plugin {other!r}; use one of them")
         if problems:
             raise PluginError("; ".join(problems))
+
+    def _add_extractor(self, extractor: "FeatureExtractor", owner: str = "?") -> None:
+        if not isinstance(extractor, FeatureExtractor):
+            raise TypeError(f"register() expects a FeatureExtractor, got {type(extractor).__name__}")
+        if extractor.name in self.feature_extractors:
+            raise PluginError(
+                f"feature extractor {extractor.name!r} is registered twice: by {self._extractor_owner[extractor.name]!r} "
+                f"and by plugin {owner!r}"
+            )
+        self.feature_extractors[extractor.name] = extractor
+        self._extractor_owner[extractor.name] = owner
+
+    def feature_extractor(self, name: str, device: "torch.device | str" = "cpu") -> "torch.nn.Module":
+        """The loaded extractor ``name`` on ``device`` (LookupError listing the registered ones)."""
+        import torch
+
+        if name not in self.feature_extractors:
+            known = ", ".join(sorted(self.feature_extractors))
+            raise UnknownPluginError(f"feature extractor {name!r} is not registered; registered: {known}")
+        return self.feature_extractors[name].load(torch.device(device))
 
     def _add_backbone(self, spec: BackboneSpec, *, _owner: str = "?") -> None:
         if not isinstance(spec, BackboneSpec):

@@ -1,4 +1,4 @@
-"""Training statistics: averaging over a logging interval and appending to stats.jsonl."""
+"""Training statistics: averaging over a logging interval, appending to stats.jsonl and TensorBoard (when installed)."""
 
 import json
 from pathlib import Path
@@ -14,11 +14,13 @@ class StatsLog:
     images shown), ``sec_per_step`` and the mean of every value reported since the last line.
     """
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, tensorboard_dir: Path | None = None):
         self.path = path
         self.history: list[dict[str, Any]] = []
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
+        #: A TensorBoard writer when ``tensorboard_dir`` is given and TensorBoard is installed.
+        self.tensorboard = _tensorboard_writer(tensorboard_dir) if tensorboard_dir is not None else None
 
     def add(self, values: Mapping[str, float]) -> None:
         """Add one step's values to the running means."""
@@ -38,7 +40,18 @@ class StatsLog:
         if self.path is not None:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line, allow_nan=True) + "\n")
+        if self.tensorboard is not None:
+            for key, value in line.items():
+                if key != "step":
+                    self.tensorboard.add_scalar(key, value, global_step=step)
+            self.tensorboard.flush()
         return line
+
+    def close(self) -> None:
+        """Close the TensorBoard writer, if any."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
 
     def truncate_after(self, step: int) -> None:
@@ -49,6 +62,15 @@ class StatsLog:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(json.dumps(line, allow_nan=True) + "\n" for line in kept), encoding="utf-8")
         tmp.replace(self.path)
+
+
+def _tensorboard_writer(folder: Path) -> Any:
+    """A ``SummaryWriter`` on ``folder``, or None when TensorBoard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(folder))
 
 
 def read_stats(path: Path) -> list[dict[str, Any]]:

@@ -106,9 +106,17 @@ class Run:
         self.last_stats: dict[str, float] = {}
         #: The newest evaluation (``Metrics/...``), empty until the first one.
         self.metrics: dict[str, float] = {}
+        #: How the newest ``Metrics/fid`` etc. were measured (extractor, sample counts, reference set).
+        self.metrics_protocol: dict[str, Any] = {}
+        #: The lowest FID measured so far (its checkpoint is ``checkpoints/best``).
+        self.best_fid: float | None = None
+        self._extractor: nn.Module | None = None
         from gancore.stats import StatsLog
 
-        self.log = StatsLog(out_dir / "stats.jsonl" if out_dir is not None else None)
+        self.log = StatsLog(
+            out_dir / "stats.jsonl" if out_dir is not None else None,
+            out_dir / "tensorboard" if out_dir is not None and config.train.tensorboard else None,
+        )
 
     # -- building -----------------------------------------------------------------------------
 
@@ -446,6 +454,7 @@ class Run:
                 last = done == total
                 if (train.eval_every and done % train.eval_every == 0) or last:
                     self.log.add(self.evaluate())
+                    self._keep_best()
                 if done % train.log_every == 0 or last:
                     now = time.perf_counter()
                     line = self.log.flush(done, self.kimg, (now - started) / steps_since_log)
@@ -459,19 +468,47 @@ class Run:
                 progress.update(1)
         finally:
             progress.close()
+            self.log.close()
         if self.out_dir is not None and self.step > first_step:
             self._write_summary(time.perf_counter() - run_started)
         return self
 
     def evaluate(self) -> dict[str, float]:
-        """Measure ``train.eval_samples`` samples of G_ema with the data set's metrics (if any)."""
-        if self.dataset is None or not self.dataset.has_quality_metrics:
+        """Measure ``train.eval_samples`` samples of G_ema: the data set's own metrics (if any) and
+        ``train.metrics`` (FID, KID, precision/recall with ``train.metrics_extractor``)."""
+        if self.dataset is None:
             return {}
-        seed = self.config.train.seed + _EVAL_SEED_OFFSET
-        metrics = self.dataset.quality_metrics(self.sample(self.config.train.eval_samples, seed=seed))
-        if metrics:
-            self.metrics = dict(metrics)
-        return dict(metrics or {})
+        train = self.config.train
+        seed = train.seed + _EVAL_SEED_OFFSET
+        results: dict[str, float] = {}
+        if self.dataset.has_quality_metrics:
+            results.update(self.dataset.quality_metrics(self.sample(train.eval_samples, seed=seed)) or {})
+        if train.metrics and self.data_info.is_image:
+            from gancore.metrics.evaluate import default_cache_dir, evaluate
+            from gancore.metrics.extractors import default_extractor
+
+            name = train.metrics_extractor or default_extractor(self.config.data.name)
+            if self._extractor is None:
+                self._extractor = self.manager.feature_extractor(name, self.device)
+            cache = self.out_dir / "reference" if self.out_dir is not None else default_cache_dir()
+            evaluation = evaluate(
+                lambda n, s: self.sample(n, seed=s), self.dataset, self.config.data, name, self._extractor,
+                train.metrics, train.eval_samples, seed, cache,
+            )
+            results.update(evaluation.metrics)
+            self.metrics_protocol = evaluation.protocol
+        if results:
+            self.metrics = dict(results)
+        return results
+
+    def _keep_best(self) -> None:
+        """Save ``checkpoints/best`` when the newest FID is the lowest so far."""
+        fid = self.metrics.get("Metrics/fid")
+        if fid is None or (self.best_fid is not None and fid >= self.best_fid):
+            return
+        self.best_fid = fid
+        if self.out_dir is not None:
+            self.save_checkpoint(name="best")
 
     def _write_summary(self, seconds: float) -> None:
         assert self.out_dir is not None
@@ -480,6 +517,8 @@ class Run:
             "kimg": self.kimg,
             "seconds": round(seconds, 3),
             "metrics": self.metrics,
+            "metrics_protocol": self.metrics_protocol,
+            "best_fid": self.best_fid,
             "params": self.parameter_counts(),
             "plugins": self.config.plugin_names,
         }
@@ -561,8 +600,9 @@ class Run:
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def save_checkpoint(self) -> Path:
-        """Write a checkpoint of the current step into ``out_dir/checkpoints`` atomically."""
+    def save_checkpoint(self, name: str | None = None) -> Path:
+        """Write a checkpoint of the current step into ``out_dir/checkpoints`` atomically
+        (``step-NNNNNN``, or ``name`` such as ``best``)."""
         if self.out_dir is None:
             raise RuntimeError("this run has no output folder; build it with out_dir to save checkpoints")
         assert self.opt_G is not None and self.opt_D is not None
@@ -575,6 +615,9 @@ class Run:
             "config": self.resolved_config(),
             "data_info": _data_info_dict(self.data_info),
             "plugins": self.hooks.state_dict(self),
+            "metrics": self.metrics,
+            "metrics_protocol": self.metrics_protocol,
+            "best_fid": self.best_fid,
         }
         return ckpt.write_checkpoint(
             self.out_dir / "checkpoints",
@@ -584,6 +627,7 @@ class Run:
             extra,
             state,
             keep=self.config.train.keep_checkpoints,
+            name=name,
         )
 
     def load_checkpoint(self, checkpoint: Path, state: Mapping[str, Any] | None = None) -> None:
@@ -601,6 +645,9 @@ class Run:
             torch.cuda.set_rng_state(extra["rng.cuda"], self.device)
         self.pl_mean = extra["pl_mean"].to(self.device)
         self.step, self.nimg = int(state["step"]), int(state["nimg"])
+        self.metrics = dict(state.get("metrics") or {})
+        self.metrics_protocol = dict(state.get("metrics_protocol") or {})
+        self.best_fid = state.get("best_fid")
         self.hooks.load_state_dict(self, state.get("plugins", {}))
         if self.out_dir is not None:
             # Lines logged after this checkpoint (by a run that then stopped) are logged again.

@@ -36,6 +36,10 @@ class Recorder:
         self._log("gancore_register_ops")
 
     @hookimpl
+    def gancore_register_feature_extractors(self, register):
+        self._log("gancore_register_feature_extractors")
+
+    @hookimpl
     def gancore_setup(self, run):
         self._log("gancore_setup", run, has_g_ema=hasattr(run, "G_ema"), has_opt=run.opt_G is not None)
 
