@@ -122,6 +122,54 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Measure G_ema of a run or published model and print a table; write the results as JSON."""
+    import json
+
+    import attrs
+
+    from gancore.data import build_dataset
+    from gancore.metrics.evaluate import default_cache_dir, evaluate
+    from gancore.metrics.extractors import default_extractor
+    from gancore.metrics.generative import METRICS
+    from gancore.pretrained import load_run
+    from gancore.trainer import resolve_device
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        return _fail(f"--metrics: unknown {unknown or 'none given'}; known: {', '.join(METRICS)}", EXIT_USAGE)
+    if args.n <= 1:
+        return _fail(f"--n must be > 1, got {args.n}", EXIT_USAGE)
+    run = load_run(args.source, components=("G_ema",))
+    device = resolve_device(args.device)
+    run.G_ema.to(device)
+    run.device = device
+    data_config = run.config.data
+    if args.data_path:
+        data_config = attrs.evolve(data_config, path=args.data_path)
+    if not run.data_info.is_image:
+        return _fail(f"{args.source}: FID, KID and precision/recall measure images; this model makes points", EXIT_USAGE)
+    dataset = build_dataset(data_config)
+    name = args.extractor or default_extractor(data_config.name)
+    extractor = run.manager.feature_extractor(name, device)
+    result = evaluate(
+        lambda n, seed: run.sample(n, seed=seed), dataset, data_config, name, extractor, metrics, args.n,
+        args.seed, default_cache_dir(),
+    )
+    print(f"{args.source} (step {run.step}), {name} features, {args.n} samples vs {result.protocol['real_samples']} real")
+    print("| metric | value |\n|---|---|")
+    for key, value in result.metrics.items():
+        print(f"| {key.removeprefix('Metrics/')} | {value:.4f} |")
+    source = Path(args.source)
+    default = source / f"eval-step-{run.step:06d}.json" if (source / "checkpoints").is_dir() else Path("eval.json")
+    out = Path(args.json) if args.json else default
+    payload = {"source": str(args.source), "step": run.step, **result.as_json()}
+    out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
 def _checkpoint_arg(args: argparse.Namespace) -> Path:
     """The run folder, or its checkpoint named by ``--checkpoint``."""
     path = Path(args.run_dir)
@@ -254,6 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="G's extra inputs given yourself (e.g. EqGAN-SA's heatmap), one tensor per key, N rows each")
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser("eval", help="measure a generator: FID, KID, precision/recall against its data set")
+    p.add_argument("source", help="run folder, checkpoint folder, exported folder or Hub repo id")
+    p.add_argument("--metrics", default="fid,kid,pr", help="comma-separated: fid, kid, pr (default all)")
+    p.add_argument("--n", type=int, default=10000, help="generated samples and real reference items (default 10000)")
+    p.add_argument("--extractor", help="feature extractor (default: fmnist for Fashion-MNIST, else inception)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed of the samples (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
+    p.add_argument("--json", help="where to write the results (default: <run>/eval-step-N.json for a run, else eval.json)")
+    p.add_argument("--data-path", help="folder of the data set's files, if not where the run found them")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("export", help="write a run's checkpoint as a model folder (what `gancore push` uploads)")
     p.add_argument("run_dir", help="run folder or checkpoint folder")
     p.add_argument("out_dir", help="folder to write (must not exist or be empty)")
@@ -288,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gancore.checkpoint import CheckpointError
     from gancore.config import ConfigError
     from gancore.data import DataError
+    from gancore.metrics.extractors import ExtractorUnavailableError
     from gancore.plugins import HookError, PluginError
 
     args = build_parser().parse_args(argv)
@@ -296,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(exc.render(), EXIT_USAGE)
     except (DataError, CheckpointError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except ExtractorUnavailableError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except HookError as exc:
         return _fail(str(exc), 1)

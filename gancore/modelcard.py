@@ -1,7 +1,7 @@
 """The README.md model card of an exported or published run: Hub metadata, usage, methods, training, metrics."""
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from gancore.trainer import Run
@@ -25,6 +25,7 @@ def render_model_card(
     repo_id: str | None = None,
     metrics: dict[str, float] | None = None,
     counts: dict[str, int] | None = None,
+    protocol: dict[str, Any] | None = None,
 ) -> str:
     """A model card for ``run`` (as loaded from a checkpoint), with each plugin's section.
 
@@ -75,7 +76,21 @@ def render_model_card(
         parts += [
             "## Metrics",
             "| metric | value |\n|---|---|\n" + "\n".join(f"| {k.split('/')[-1]} | {v:.4g} |" for k, v in metrics.items()),
-            f"Protocol: G_ema at step {run.step:,}, {t.eval_samples:,} samples from fixed latents, measured by "
-            f"the `{config.data.name}` data set's own metrics.",
+            _protocol_text(run, protocol),
         ]
     return "\n\n".join(parts) + "\n"
+
+
+def _protocol_text(run: "Run", protocol: dict[str, Any] | None) -> str:
+    """How the metrics were measured, in one paragraph."""
+    if not protocol:
+        return (
+            f"Protocol: G_ema at step {run.step:,}, {run.config.train.eval_samples:,} samples from fixed latents, "
+            f"measured by the `{run.config.data.name}` data set's own metrics."
+        )
+    return (
+        f"Protocol: G_ema at step {run.step:,}; {protocol['fake_samples']:,} generated samples (seed "
+        f"{protocol['fake_seed']}) against {protocol['real_samples']:,} real ones ({protocol['reference']}); "
+        f"features of the `{protocol['extractor']}` extractor ({protocol['feature_dim']} dimensions); "
+        f"KID: {protocol['kid']}; precision/recall: {protocol['pr']}."
+    )

@@ -97,15 +97,20 @@ def _write_card_and_grid(checkpoint: Path, folder: Path, repo_id: str | None) ->
     from gancore.trainer import Run
 
     run = Run.from_checkpoint(checkpoint, ("G_ema",))
-    summary_path = checkpoint.parent.parent / "summary.json"
-    metrics, counts = {}, {}
-    if summary_path.is_file():
-        summary = _read_json(summary_path)
-        counts = dict(summary.get("params") or {})
-        if summary.get("step") == run.step:
-            metrics = dict(summary.get("metrics") or {})
+    run_dir = checkpoint.parent.parent
+    state = ckpt.read_state(checkpoint)
+    # The metrics of this step: a `gancore eval` of it, else the training run's own evaluation.
+    metrics, protocol = dict(state.get("metrics") or {}), dict(state.get("metrics_protocol") or {})
+    evaluation = run_dir / f"eval-step-{run.step:06d}.json"
+    if evaluation.is_file():
+        found = _read_json(evaluation)
+        metrics, protocol = {**metrics, **found.get("metrics", {})}, found.get("protocol", {})
+    counts = {}
+    if (run_dir / "summary.json").is_file():
+        counts = dict(_read_json(run_dir / "summary.json").get("params") or {})
     run.save_sample_grid(folder / "samples.png", n=16 if run.data_info.is_image else None)
-    (folder / "README.md").write_text(render_model_card(run, repo_id, metrics, counts), encoding="utf-8")
+    card = render_model_card(run, repo_id, metrics, counts, protocol)
+    (folder / "README.md").write_text(card, encoding="utf-8")
 
 
 def check_files(names: "list[str]", where: str) -> None:

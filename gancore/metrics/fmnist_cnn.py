@@ -108,11 +108,28 @@ class FashionCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _test_data(split: str, num_samples: int | None, data_path: str | Path | None, fit: str) -> FashionMNIST:
+    path = data_path if data_path is not None else DEFAULT_PATH
+    return FashionMNIST(path, split=split, resolution=RESOLUTION, num_samples=num_samples, fit=fit)
 
 
 @torch.no_grad()
+def _accuracy(model: nn.Module, data: FashionMNIST, batch: int) -> float:
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        for start in range(0, len(data), batch):
+            idx = torch.arange(start, min(start + batch, len(data)))
+            x, _ = data.get(idx)
+            pred = model(x.to(device)).argmax(dim=1).cpu()
+            correct += int((pred == data.classes[idx]).sum())
+    finally:
+        model.train(was_training)
+    return correct / len(data)
+
+
 def evaluate_accuracy(
     model: nn.Module,
     split: str = "test",
@@ -126,26 +143,7 @@ def evaluate_accuracy(
     Images are read at 32x32 with ``fit`` ("pad" or "resize"); the model runs in eval mode
     (its mode is restored afterwards).
     """
-    data = FashionMNIST(
-        data_path if data_path is not None else DEFAULT_PATH,
-        split=split,
-        resolution=RESOLUTION,
-        num_samples=num_samples,
-        fit=fit,
-    )
-    device = _device_of(model)
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        for start in range(0, len(data), batch):
-            idx = torch.arange(start, min(start + batch, len(data)))
-            x, _ = data.get(idx)
-            pred = model(x.to(device)).argmax(dim=1).cpu()
-            correct += int((pred == data.classes[idx]).sum())
-    finally:
-        model.train(was_training)
-    return correct / len(data)
+    return _accuracy(model, _test_data(split, num_samples, data_path, fit), batch)
 
 
 def _augment(x: Tensor, rng: torch.Generator) -> Tensor:
@@ -243,7 +241,8 @@ def train_fmnist_cnn(
             loss_sum, correct, seen = 0.0, 0, 0
     train_seconds = time.perf_counter() - start
     model.eval()
-    accuracy = evaluate_accuracy(model, "test", eval_samples, data_path, fit="pad")
+    test_data = _test_data("test", eval_samples, data_path, "pad")
+    accuracy = _accuracy(model, test_data, 1000)
     accuracy_resize = evaluate_accuracy(model, "test", eval_samples, data_path, fit="resize")
     if progress:
         print(f"test accuracy {accuracy:.4f} (padded), {accuracy_resize:.4f} (resized)", file=sys.stderr)
@@ -261,7 +260,7 @@ def train_fmnist_cnn(
         },
         "test_accuracy": accuracy,
         "test_accuracy_resize": accuracy_resize,
-        "test_samples": eval_samples if eval_samples is not None else 10000,
+        "test_samples": len(test_data),
         "recipe": {
             "epochs": epochs,
             "batch": batch,
