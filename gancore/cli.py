@@ -170,6 +170,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_extractor(args: argparse.Namespace) -> int:
+    """Train the Fashion-MNIST classifier whose features give the domain FID; report its test accuracy."""
+    from gancore.metrics.fmnist_cnn import WEIGHTS_PATH, train_fmnist_cnn
+
+    if args.epochs <= 0:
+        return _fail(f"--epochs must be > 0, got {args.epochs}", EXIT_USAGE)
+    out = Path(args.out) if args.out else WEIGHTS_PATH
+    report = train_fmnist_cnn(out, data_path=args.data_path, epochs=args.epochs, seed=args.seed)
+    print(f"wrote {out}: test accuracy {report['test_accuracy']:.4f} after {args.epochs} epochs")
+    return 0
+
+
 def _checkpoint_arg(args: argparse.Namespace) -> Path:
     """The run folder, or its checkpoint named by ``--checkpoint``."""
     path = Path(args.run_dir)
@@ -312,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="where to write the results (default: <run>/eval-step-N.json for a run, else eval.json)")
     p.add_argument("--data-path", help="folder of the data set's files, if not where the run found them")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-extractor", help="train the feature extractor of a domain metric (fmnist)")
+    p.add_argument("name", choices=["fmnist"], help="which extractor")
+    p.add_argument("--out", help="weights file to write (default: the one gancore ships, replaced atomically)")
+    p.add_argument("--data-path", help="folder of the Fashion-MNIST idx files (default: where the data set module looks)")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs (default 6, the shipped recipe)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.set_defaults(func=cmd_train_extractor)
 
     p = sub.add_parser("export", help="write a run's checkpoint as a model folder (what `gancore push` uploads)")
     p.add_argument("run_dir", help="run folder or checkpoint folder")

@@ -48,7 +48,10 @@ class _FashionFeatures(nn.Module):
         super().__init__()
         from gancore.metrics.fmnist_cnn import load_fmnist_cnn
 
-        self.net = load_fmnist_cnn(device=device)
+        try:
+            self.net = load_fmnist_cnn(device=device)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ExtractorUnavailableError(f"the 'fmnist' extractor: {exc}") from None
         self.num_features = self.net.num_features
 
     def forward(self, images: Tensor) -> Tensor:
