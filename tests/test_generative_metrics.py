@@ -164,3 +164,26 @@ def test_eval_cli_prints_a_table_and_writes_json(measured_run, capsys, tmp_path,
     assert f"| fid | {result['metrics']['Metrics/fid']:.4g} |" in card and "`meanpool` extractor" in card
     assert main(["eval", str(out), "--metrics", "fid,is"]) == 2
     assert "unknown ['is']" in capsys.readouterr().err
+
+
+class _Probe(nn.Module):
+    """Stands in for the TF-Inception TorchScript file: reports the range, channels and size it receives."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        return torch.stack([x.amin(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3)), torch.full((n,), float(x.shape[1])),
+                            torch.full((n,), float(x.shape[2])), torch.full((n,), float(x.shape[3]))], dim=1)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_inception_input_convention(monkeypatch, tmp_path):
+    path = tmp_path / "probe.pt"
+    torch.jit.script(_Probe()).save(str(path))
+    monkeypatch.setenv("GANCORE_INCEPTION_WEIGHTS", str(path))
+    extractor = PluginManager().feature_extractor("inception")
+    images = torch.zeros(2, 1, 32, 32)
+    images[:, :, :16] = -1.0
+    images[:, :, 16:] = 1.0
+    low, high, channels, height, width = extractor(images)[0].tolist()
+    # 8-bit levels 0..255 scaled by (x - 128) / 128, RGB, 299 x 299.
+    assert (low, high, channels, height, width) == pytest.approx((-1.0, 127 / 128, 3.0, 299.0, 299.0), abs=1e-6)

@@ -6,6 +6,7 @@ their own through the ``gancore_register_feature_extractors`` hook.
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -88,7 +89,9 @@ class _Inception(nn.Module):
 
     def __init__(self, device: torch.device):
         super().__init__()
-        self.net = torch.jit.load(str(inception_weights_path()), map_location=device).eval()
+        with warnings.catch_warnings():  # TorchScript is deprecated in torch, but it is the format of this network
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.net = torch.jit.load(str(inception_weights_path()), map_location=device).eval()
 
     def forward(self, images: Tensor) -> Tensor:
         if images.shape[1] == 1:
