@@ -187,3 +187,19 @@ def test_inception_input_convention(monkeypatch, tmp_path):
     low, high, channels, height, width = extractor(images)[0].tolist()
     # 8-bit levels 0..255 scaled by (x - 128) / 128, RGB, 299 x 299.
     assert (low, high, channels, height, width) == pytest.approx((-1.0, 127 / 128, 3.0, 299.0, 299.0), abs=1e-6)
+
+
+def test_tensorboard_gets_the_logged_statistics(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    Run.build(make_tiny_config("mlp", steps=4, log_every=2, eval_samples=100), out_dir=out).train()
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "Loss/D/total" in tags and "Metrics/modes_covered" in tags
+    assert [e.step for e in events.Scalars("Loss/D/total")] == [2, 4]
+    off = tmp_path / "off"
+    Run.build(make_tiny_config("mlp", steps=2, tensorboard=False), out_dir=off).train()
+    assert not (off / "tensorboard").exists()
