@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -66,7 +67,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out_dir(args.config)
     if out.exists() and not out.is_dir():
         return _fail(f"--out {out} is a file, not a folder", EXIT_USAGE)
-    if out.exists() and any(out.iterdir()):
+    first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 owns the folder
+    if first_rank and out.exists() and any(out.iterdir()):
         return _fail(f"output folder {out} is not empty; choose another --out (or resume it)", EXIT_USAGE)
     run = _build(Run, config, args.config, out_dir=out, manager=manager)
     print(f"training {config.backbone.name} on {config.data.name} for {config.train.steps} steps "

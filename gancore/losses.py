@@ -1,6 +1,7 @@
 """Adversarial losses, R1, path length and the weighted mean, as free functions."""
 
 import math
+from typing import Callable
 
 import attrs
 import torch
@@ -99,18 +100,22 @@ def r1_penalty(d_real: Tensor, real: Tensor) -> Tensor:
     return grad.square().flatten(1).sum(1)
 
 
-def path_length_penalty(images: Tensor, w: Tensor, pl_mean: Tensor, decay: float) -> tuple[Tensor, Tensor, Tensor]:
+def path_length_penalty(
+    images: Tensor, w: Tensor, pl_mean: Tensor, decay: float, reduce: Callable[[Tensor], Tensor] | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """StyleGAN2's path length regulariser.
 
     Returns the per-sample penalty ``(|J^T y| - a)^2``, the per-sample lengths, and the updated
     running mean ``a`` (detached); ``y`` is Gaussian noise scaled by the image size. ``w`` is
     ``[N, w_dim]``, or ``[N, layers, w_dim]`` for per-layer latents, whose squared lengths are
-    averaged over the layers as in StyleGAN2.
+    averaged over the layers as in StyleGAN2. ``reduce`` averages the batch's mean length over
+    processes before it updates ``a`` (so every rank keeps the same running mean).
     """
     pixels = math.prod(images.shape[2:]) if images.ndim > 2 else 1
     noise = torch.randn_like(images) / math.sqrt(pixels)
     (grad,) = torch.autograd.grad((images * noise).sum(), w, create_graph=True)
     squared = grad.square().sum(-1)
     lengths = (squared.mean(1) if squared.ndim == 2 else squared).sqrt()
-    new_mean = pl_mean.lerp(lengths.mean().detach(), decay)
+    batch_mean = lengths.mean().detach()
+    new_mean = pl_mean.lerp(reduce(batch_mean) if reduce is not None else batch_mean, decay)
     return (lengths - new_mean).square(), lengths, new_mean

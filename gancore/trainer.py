@@ -16,6 +16,15 @@ from gancore import checkpoint as ckpt
 from gancore.backbone import PLUGIN_MODULE_GROUPS, BackboneSpec, DataInfo, count_parameters
 from gancore.config import META_KEY, ConfigError, RunConfig, parse_run_config
 from gancore.data import Dataset, batch_indices, build_dataset, epoch_of
+from gancore.distributed import (
+    all_reduce_mean,
+    average_gradients,
+    init_from_environment,
+    is_distributed,
+    rank,
+    rank_slice,
+    world_size,
+)
 from gancore.hooks import NamedTerm
 from gancore.losses import (
     d_adversarial_loss,
@@ -144,9 +153,17 @@ class Run:
             )
         torch.manual_seed(config.train.seed)
         try:
-            device = resolve_device(config.train.device)
+            device = init_from_environment(config.train.device) if for_training else None
+            device = device or resolve_device(config.train.device)
         except RuntimeError as exc:
             raise ConfigError("the run config", [f"train.device: {exc}"]) from None
+        if rank() != 0:
+            out_dir = None  # rank 0 alone writes logs, samples and checkpoints
+        if for_training and config.train.batch % world_size():
+            raise ConfigError("the run config", [
+                f"train.batch: {config.train.batch} is the global batch and must be divisible by the "
+                f"number of processes ({world_size()})"
+            ])
         if dataset is None and (for_training or data_info is None):
             dataset = build_dataset(config.data)
         info = dataset.info if dataset is not None else data_info
@@ -259,7 +276,8 @@ class Run:
 
     def _real_batch(self) -> tuple[Tensor, Tensor | None]:
         assert self.dataset is not None, "this run was built without a data set"
-        indices = batch_indices(len(self.dataset), self.config.train.batch, self.step, self.config.train.seed)
+        batch = self.config.train.batch
+        indices = batch_indices(len(self.dataset), batch, self.step, self.config.train.seed)[rank_slice(batch)]
         x, c = self.dataset.get(indices)
         return x.to(self.device, non_blocking=True), None if c is None else c.to(self.device)
 
@@ -268,11 +286,18 @@ class Run:
     ) -> dict[str, Any]:
         """Latents ``z``, labels ``c`` and the plugins' ``cond`` for one G forward."""
         rng = self.rng if rng is None else rng
-        z = torch.randn(batch_size, self.G.z_dim, generator=rng).to(self.device)
+        # Under data parallelism every rank draws the global batch and keeps its slice.
+        shard = rank_slice(batch_size * world_size()) if rng is self.rng and is_distributed() else None
+        size = batch_size * world_size() if shard is not None else batch_size
+        z = torch.randn(size, self.G.z_dim, generator=rng).to(self.device)
         if c is None and self.data_info.c_dim > 0:
-            labels = torch.randint(self.data_info.c_dim, (batch_size,), generator=rng)
+            labels = torch.randint(self.data_info.c_dim, (size,), generator=rng)
             c = torch.nn.functional.one_hot(labels, self.data_info.c_dim).float().to(self.device)
-        cond = self.hooks.generator_inputs(self, batch_size, rng)
+            c = c[shard] if shard is not None else c
+        cond = self.hooks.generator_inputs(self, size, rng)
+        if shard is not None:
+            z = z[shard]
+            cond = {key: value[shard] for key, value in cond.items()}
         return {"z": z, "c": c, "cond": cond}
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -375,7 +400,12 @@ class Run:
                 d_fake, d_fake_features = self._discriminate(fake, inputs["c"], "gancore_g_loss", "d_fake_features")
             per_sample = g_adversarial_loss(d_fake, train.loss)
             weights = self.hooks.sample_weights(self, fake, d_fake.detach())
-            adversarial = weighted_mean(per_sample, weights)
+            if weights is not None and is_distributed():
+                # The global weighted mean: this rank's weighted sum over the ranks' mean weight sum.
+                total = all_reduce_mean(weights.sum().to(per_sample.dtype))
+                adversarial = (weights.to(per_sample.dtype) * per_sample).sum() / total.clamp_min(1e-12)
+            else:
+                adversarial = weighted_mean(per_sample, weights)
             terms = self.hooks.g_loss(self, fake, d_fake, inputs, d_fake_features)
             terms += self.hooks.teacher_loss(self, fake, inputs, weights)
             loss = adversarial + _sum_terms(terms, adversarial)
@@ -398,7 +428,9 @@ class Run:
             if not w.requires_grad:
                 w.requires_grad_(True)
             images = self.G.synthesis(w, cond=inputs["cond"])
-            penalty, lengths, self.pl_mean = path_length_penalty(images, w, self.pl_mean, train.pl_decay)
+            penalty, lengths, self.pl_mean = path_length_penalty(
+                images, w, self.pl_mean, train.pl_decay, reduce=all_reduce_mean
+            )
             loss = (penalty.mean() * train.pl_weight + images[:, :1].mean() * 0) * train.g_reg_interval
             self._optimize(self.opt_G, loss)
             stats["Loss/Greg/pl_penalty"] = float(penalty.detach().mean())
@@ -420,6 +452,7 @@ class Run:
             raise FloatingPointError(f"loss became {float(loss.detach())} at step {self.step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(p for group in optimizer.param_groups for p in group["params"])
         optimizer.step()
 
     @torch.no_grad()
@@ -442,7 +475,7 @@ class Run:
         total = train.steps if steps is None else steps
         if self.out_dir is not None:
             self._prepare_out_dir()
-        progress = _progress(total, self.step, enabled=train.progress)
+        progress = _progress(total, self.step, enabled=train.progress and rank() == 0)
         started = run_started = time.perf_counter()
         first_step = self.step
         steps_since_log = 0

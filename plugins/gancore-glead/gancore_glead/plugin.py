@@ -109,7 +109,7 @@ class GLeaD:
         """
         assert self.r is not None, "gancore_setup has not run"
         n = next(iter(state.values())).shape[0]
-        cond = run.hooks.generator_inputs(run, n, run.rng) or None
+        cond = run.generator_inputs(n)["cond"] or None
         with _buffers_kept(run.G):
             return run.G.synthesize_from(self.r, state, cond).float()
 
