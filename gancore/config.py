@@ -173,6 +173,7 @@ class TrainConfig:
 
     steps: int = attrs.field(default=1000, validator=gt(0))
     batch: int = attrs.field(default=64, validator=gt(0))
+    batch_per_gpu: int | None = attrs.field(default=None, validator=gt(0))
     seed: int = 0
     loss: str = attrs.field(default="nonsaturating", validator=one_of("nonsaturating", "hinge", "wasserstein"))
     g_lr: float = attrs.field(default=0.002, validator=gt(0.0))

@@ -103,6 +103,8 @@ class Run:
         self.plugins: dict[str, Any] = dict(manager.run_plugins)
         #: False when the run is rebuilt only to load or sample its networks (no training).
         self.for_training = True
+        #: (round, rounds) of gradient accumulation within the current phase.
+        self._accumulation = (0, 1)
         self.step = 0
         self.nimg = 0
         self.rng = torch.Generator().manual_seed(config.train.seed)
@@ -163,6 +165,12 @@ class Run:
             raise ConfigError("the run config", [
                 f"train.batch: {config.train.batch} is the global batch and must be divisible by the "
                 f"number of processes ({world_size()})"
+            ])
+        per_process = config.train.batch // world_size()
+        if for_training and config.train.batch_per_gpu and per_process % config.train.batch_per_gpu:
+            raise ConfigError("the run config", [
+                f"train.batch_per_gpu: {config.train.batch_per_gpu} must divide the batch of each process "
+                f"({config.train.batch} / {world_size()} = {per_process}); the rest is gradient accumulation"
             ])
         if dataset is None and (for_training or data_info is None):
             dataset = build_dataset(config.data)
@@ -316,12 +324,24 @@ class Run:
         stats: dict[str, float] = {}
         real, c_real = self._real_batch()
         batch = real.shape[0]
-        stats.update(self.d_main_phase(real, c_real))
+        rounds = batch // train.batch_per_gpu if train.batch_per_gpu else 1
+        reals = real.chunk(rounds)
+        labels = c_real.chunk(rounds) if c_real is not None else [None] * rounds
+
+        def accumulated(phase: Any, inputs: list[tuple[Any, Any]]) -> None:
+            parts = []
+            for index, args in enumerate(inputs):
+                self._accumulation = (index, rounds)
+                parts.append(phase(*args))
+            self._accumulation = (0, 1)
+            stats.update({key: sum(p[key] for p in parts) / len(parts) for key in parts[0]})
+
+        accumulated(self.d_main_phase, list(zip(reals, labels)))
         if train.r1_gamma > 0 and self.step % train.d_reg_interval == 0:
-            stats.update(self.d_reg_phase(real, c_real))
-        stats.update(self.g_main_phase(batch, c_real))
+            accumulated(self.d_reg_phase, list(zip(reals, labels)))
+        accumulated(self.g_main_phase, [(r.shape[0], c) for r, c in zip(reals, labels)])
         if train.pl_weight > 0 and self.step % train.g_reg_interval == 0:
-            stats.update(self.g_reg_phase(batch, c_real))
+            accumulated(self.g_reg_phase, [(r.shape[0], c) for r, c in zip(reals, labels)])
         with record_function("Gema"):
             self._update_ema(batch)
         self.nimg += batch
@@ -447,13 +467,17 @@ class Run:
         return logits.float(), features
 
     def _optimize(self, optimizer: torch.optim.Optimizer | None, loss: Tensor) -> None:
+        """Backward; with gradient accumulation, step after the last round (gradients averaged over ranks)."""
         assert optimizer is not None
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss.detach())} at step {self.step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(p for group in optimizer.param_groups for p in group["params"])
-        optimizer.step()
+        index, rounds = self._accumulation
+        if index == 0:
+            optimizer.zero_grad(set_to_none=True)
+        (loss / rounds if rounds > 1 else loss).backward()
+        if index == rounds - 1:
+            average_gradients(p for group in optimizer.param_groups for p in group["params"])
+            optimizer.step()
 
     @torch.no_grad()
     def _update_ema(self, batch: int) -> None:

@@ -82,3 +82,31 @@ def test_batch_must_split_evenly(monkeypatch):
     monkeypatch.setattr("gancore.trainer.world_size", lambda: 3)
     with pytest.raises(ConfigError, match="train.batch: 8 is the global batch and must be divisible by the number of processes \\(3\\)"):
         Run.build(make_tiny_config("mlp", batch=8))
+
+
+def test_gradient_accumulation_matches_one_big_batch():
+    raw = make_tiny_config("mlp", steps=3, batch=16, d_reg_interval=2)
+    whole = _train(raw, None)
+    raw["train"]["batch_per_gpu"] = 4
+    accumulated = _train(raw, None)
+    for name, value in whole.items():
+        assert torch.allclose(accumulated[name], value, atol=1e-5), name
+
+
+def test_batch_per_gpu_must_divide_the_batch():
+    from gancore.config import ConfigError
+    from gancore.trainer import Run
+
+    with pytest.raises(ConfigError, match="train.batch_per_gpu: 3 must divide the batch of each process"):
+        Run.build(make_tiny_config("mlp", batch=8, batch_per_gpu=3))
+
+
+def test_resume_on_a_different_world_size(tmp_path):
+    from gancore.trainer import Run
+
+    raw = make_tiny_config("mlp", steps=2, batch=16, d_reg_interval=2, checkpoint_every=2)
+    _two_processes(raw, tmp_path)  # two processes train steps 0-1 and checkpoint
+    resumed = Run.resume(tmp_path / "run", steps=4).train()  # one process goes on
+    straight = Run.build({**raw, "train": {**raw["train"], "steps": 4}}).train()
+    for (name, a), b in zip(resumed.G.state_dict().items(), straight.G.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name
