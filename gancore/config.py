@@ -188,6 +188,8 @@ class TrainConfig:
     ema_kimg: float = attrs.field(default=10.0, validator=ge(0.0))
     ema_rampup: float | None = attrs.field(default=0.05, validator=gt(0.0))
     precision: str = attrs.field(default="fp32", validator=one_of("fp32", "bf16"))
+    compile: bool = False
+    compile_backend: str = "inductor"
     device: str = attrs.field(default="auto")
     log_every: int = attrs.field(default=100, validator=ge(1))
     sample_every: int = attrs.field(default=0, validator=ge(0))

@@ -112,6 +112,9 @@ class Run:
         self.G: nn.Module
         self.D: nn.Module
         self.G_ema: nn.Module
+        #: The networks the main phases run (``torch.compile`` wrappers with ``train.compile``).
+        self.G_main: nn.Module
+        self.D_main: nn.Module
         self.opt_G: torch.optim.Optimizer | None = None
         self.opt_D: torch.optim.Optimizer | None = None
         self.last_stats: dict[str, float] = {}
@@ -199,6 +202,11 @@ class Run:
         run.D.to(device)
         run.G_ema = copy.deepcopy(run.G).eval().requires_grad_(False)
         train = config.train
+        run.G_main, run.D_main = run.G, run.D
+        if train.compile and for_training:
+            # Only the main phases: compiled graphs cannot be differentiated twice (R1, path length).
+            run.G_main = torch.compile(run.G, backend=train.compile_backend)
+            run.D_main = torch.compile(run.D, backend=train.compile_backend)
         run.opt_G = _lazy_adam(
             run.G.parameters(), train.g_lr, train.betas, train.g_reg_interval if train.pl_weight > 0 else None
         )
@@ -363,16 +371,18 @@ class Run:
             g_features = None
             with torch.no_grad(), self._autocast():
                 if self.hooks.wants("gancore_d_loss", "g_features"):
-                    fake, g_features = self.G(inputs["z"], inputs["c"], inputs["cond"], features=True)
+                    fake, g_features = self.G_main(inputs["z"], inputs["c"], inputs["cond"], features=True)
                     g_features = {res: f.float() for res, f in g_features.items()}
                 else:
-                    fake = self.G(inputs["z"], inputs["c"], inputs["cond"])
+                    fake = self.G_main(inputs["z"], inputs["c"], inputs["cond"])
                 fake = fake.float()
             d_input_real, d_input_fake = self.hooks.before_d_step(self, real, fake)
             with self._autocast():
-                d_real, d_real_features = self._discriminate(d_input_real, c_real, "gancore_d_loss", "d_real_features")
+                d_real, d_real_features = self._discriminate(
+                    d_input_real, c_real, "gancore_d_loss", "d_real_features", self.D_main
+                )
                 d_fake, d_fake_features = self._discriminate(
-                    d_input_fake, inputs["c"], "gancore_d_loss", "d_fake_features"
+                    d_input_fake, inputs["c"], "gancore_d_loss", "d_fake_features", self.D_main
                 )
             loss_real, loss_fake = d_adversarial_loss(d_real, d_fake, train.loss)
             terms = self.hooks.d_loss(
@@ -416,8 +426,10 @@ class Run:
         with record_function("Gmain"), _requires_grad(self.D, False):
             inputs = self.generator_inputs(batch, c_real)
             with self._autocast():
-                fake = self.G(inputs["z"], inputs["c"], inputs["cond"]).float()
-                d_fake, d_fake_features = self._discriminate(fake, inputs["c"], "gancore_g_loss", "d_fake_features")
+                fake = self.G_main(inputs["z"], inputs["c"], inputs["cond"]).float()
+                d_fake, d_fake_features = self._discriminate(
+                    fake, inputs["c"], "gancore_g_loss", "d_fake_features", self.D_main
+                )
             per_sample = g_adversarial_loss(d_fake, train.loss)
             weights = self.hooks.sample_weights(self, fake, d_fake.detach())
             if weights is not None and is_distributed():
@@ -458,12 +470,13 @@ class Run:
         return stats
 
     def _discriminate(
-        self, x: Tensor, c: Tensor | None, hook: str, argument: str
+        self, x: Tensor, c: Tensor | None, hook: str, argument: str, net: nn.Module | None = None
     ) -> tuple[Tensor, dict[int, Tensor] | None]:
         """D's logits for ``x`` (as float), with its block outputs when ``hook`` wants ``argument``."""
+        net = self.D if net is None else net
         if not self.hooks.wants(hook, argument):
-            return self.D(x, c).float(), None
-        logits, features = self.D(x, c, features=True)
+            return net(x, c).float(), None
+        logits, features = net(x, c, features=True)
         return logits.float(), features
 
     def _optimize(self, optimizer: torch.optim.Optimizer | None, loss: Tensor) -> None:

@@ -1,6 +1,7 @@
 """The training loop: determinism, resume, EMA, regularisers, stats, samples, checkpoints."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -271,3 +272,18 @@ def test_resume_drops_stats_logged_after_the_checkpoint(tmp_path):
     resumed.train()
     steps = [json.loads(line)["step"] for line in (out / "stats.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_compiled_main_phases_train_like_eager():
+    compiled = Run.build(make_tiny_config("mlp", steps=3, d_reg_interval=2, compile=True, compile_backend="aot_eager"))
+    assert compiled.G_main is not compiled.G and compiled.D_main is not compiled.D
+    compiled.train()
+    eager = Run.build(make_tiny_config("mlp", steps=3, d_reg_interval=2)).train()
+    for a, b in zip(compiled.G.parameters(), eager.G.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_compile_with_the_method_plugins():
+    run = Run.build(make_tiny_config("dcgan", ["topk", "glead", "eqgan_sa"], steps=2, compile=True,
+                                     compile_backend="aot_eager", **{"data.resolution": 16})).train()
+    assert all(math.isfinite(v) for v in run.last_stats.values())
