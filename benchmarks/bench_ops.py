@@ -9,6 +9,7 @@ training step at 256 px (all four phases) with the kernels and with the referenc
 """
 
 import argparse
+import contextlib
 import statistics
 
 import torch
@@ -65,13 +66,7 @@ def _cases(batch: int) -> list[tuple[str, str, callable]]:
 def _step_seconds_per_kimg(impl_present: bool, batch: int, steps: int) -> float:
     from gancore.trainer import Run
 
-    saved = {}
-    if not impl_present:
-        for op in ("bias_act", "upfirdn2d"):
-            saved[op] = {k: v for k, v in REGISTRY._impls[op].items() if k != "ref"}
-            for name in saved[op]:
-                REGISTRY._impls[op].pop(name)
-    try:
+    with contextlib.nullcontext() if impl_present else REGISTRY.reference_only():
         raw = {
             "backbone": {"name": "stylegan2", "channel_base": 16384, "channel_max": 512},
             "data": {"name": "synthetic-images", "resolution": 256, "channels": 3, "num_samples": 1024},
@@ -90,9 +85,6 @@ def _step_seconds_per_kimg(impl_present: bool, batch: int, steps: int) -> float:
         end.record()
         torch.cuda.synchronize()
         return start.elapsed_time(end) / 1000 / (steps * batch / 1000)
-    finally:
-        for op, impls in saved.items():
-            REGISTRY._impls[op].update(impls)
 
 
 def main() -> None:

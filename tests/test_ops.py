@@ -151,16 +151,14 @@ def fake_kernels():
     def broken_available():
         raise OSError("libcuda.so not found")
 
-    # Installed kernel plugins step aside for these tests.
-    installed = {k: v for k, v in REGISTRY._impls["bias_act"].items() if k != "ref"}
-    for name in installed:
-        REGISTRY._impls["bias_act"].pop(name)
-    REGISTRY.register("bias_act", "fast", fast, priority=5, owner="test-kernels")
-    REGISTRY.register("bias_act", "broken", fast, priority=10, available=broken_available, owner="test-kernels")
-    yield calls
-    REGISTRY._impls["bias_act"].pop("fast")
-    REGISTRY._impls["bias_act"].pop("broken")
-    REGISTRY._impls["bias_act"].update(installed)
+    with REGISTRY.reference_only(("bias_act",)):  # installed kernel plugins step aside for these tests
+        REGISTRY.register("bias_act", "fast", fast, priority=5, owner="test-kernels")
+        REGISTRY.register("bias_act", "broken", fast, priority=10, available=broken_available, owner="test-kernels")
+        try:
+            yield calls
+        finally:
+            REGISTRY._impls["bias_act"].pop("fast")
+            REGISTRY._impls["bias_act"].pop("broken")
 
 
 def test_cpu_tensors_always_take_the_reference(fake_kernels):

@@ -1,6 +1,7 @@
 """The registry of op implementations filled through ``gancore_register_ops``."""
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import attrs
 
@@ -28,6 +29,20 @@ class OpsRegistry:
 
     def __init__(self) -> None:
         self._impls: dict[str, dict[str, OpImplementation]] = {}
+
+    @contextlib.contextmanager
+    def reference_only(self, ops: "tuple[str, ...] | None" = None) -> Iterator[None]:
+        """Set every implementation but the reference aside (for ``ops``, default all) while inside."""
+        saved = {}
+        for op in ops or tuple(self._impls):
+            saved[op] = {k: v for k, v in self._impls.get(op, {}).items() if k != "ref"}
+            for name in saved[op]:
+                self._impls[op].pop(name)
+        try:
+            yield
+        finally:
+            for op, impls in saved.items():
+                self._impls[op].update(impls)
 
     def register(
         self,
