@@ -71,10 +71,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if first_rank and out.exists() and any(out.iterdir()):
         return _fail(f"output folder {out} is not empty; choose another --out (or resume it)", EXIT_USAGE)
     run = _build(Run, config, args.config, out_dir=out, manager=manager)
-    print(f"training {config.backbone.name} on {config.data.name} for {config.train.steps} steps "
-          f"on {run.device}; writing to {out}/", file=sys.stderr)
+    if first_rank:
+        print(f"training {config.backbone.name} on {config.data.name} for {config.train.steps} steps "
+              f"on {run.device}; writing to {out}/", file=sys.stderr)
     run.train()
-    print(_describe_results(run))
+    if first_rank:
+        print(_describe_results(run))
     return 0
 
 
@@ -82,10 +84,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """Continue a run from its newest checkpoint."""
     from gancore.trainer import Run
 
+    first_rank = os.environ.get("RANK", "0") == "0"
     run = Run.resume(args.run_dir, steps=args.steps)
-    print(f"resuming at step {run.step} of {run.config.train.steps}", file=sys.stderr)
+    if first_rank:
+        print(f"resuming at step {run.step} of {run.config.train.steps}", file=sys.stderr)
     run.train(args.steps)
-    print(_describe_results(run))
+    if first_rank:
+        print(_describe_results(run))
     return 0
 
 

@@ -110,3 +110,20 @@ def test_resume_on_a_different_world_size(tmp_path):
     straight = Run.build({**raw, "train": {**raw["train"], "steps": 4}}).train()
     for (name, a), b in zip(resumed.G.state_dict().items(), straight.G.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_torchrun_cli(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        '[backbone]\nname = "mlp"\nwidth = 16\n[data]\nname = "mog25"\nnum_samples = 256\n'
+        '[train]\nsteps = 4\nbatch = 8\ndevice = "cpu"\nprogress = false\nlog_every = 2\neval_samples = 100\n'
+    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(_free_port()), "-m", "gancore", "train", str(config), "--out", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("done: 4 steps") == 1  # rank 0 alone reports
+    assert (tmp_path / "run" / "checkpoints" / "step-000004" / "state.json").is_file()
