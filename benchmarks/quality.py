@@ -13,8 +13,9 @@ samples (fmnist study), or the mixture metrics on 10k samples (mog study). ``--m
 table (mean ± std over seeds) and writes it to ``<out>/table.md``.
 
 Variants: baseline, topk, glead, eqgan_sa, dgl at 1/2 and 1/4 width (teacher: the baseline trained
-twice as long, a cell of its own), the pairs, and all four. The mog study keeps the variants that
-apply to the mlp backbone (baseline, topk, dgl, topk+dgl).
+twice as long, a cell of its own) with their controls (the same narrow networks without a teacher),
+the pairs, and all four. The mog study keeps the variants that apply to the mlp backbone (baseline,
+topk, baseline-1/2, dgl-1/2, topk+dgl-1/2).
 """
 
 import argparse
@@ -41,12 +42,16 @@ def _variants(study: str) -> dict[str, dict]:
         return {
             "baseline": {"plugins": [], "width": 1.0, "dgl": False},
             "topk": {"plugins": ["topk"], "width": 1.0, "dgl": False},
+            "baseline-1/2": {"plugins": [], "width": 0.5, "dgl": False},
             "dgl-1/2": {"plugins": [], "width": 0.5, "dgl": True},
             "topk+dgl-1/2": {"plugins": ["topk"], "width": 0.5, "dgl": True},
         }
     variants = {"baseline": {"plugins": [], "width": 1.0, "dgl": False}}
     for name, plugins in METHODS.items():
         variants[name] = {"plugins": plugins, "width": 1.0, "dgl": False}
+    # The students' controls: the same narrow networks without a teacher.
+    variants["baseline-1/2"] = {"plugins": [], "width": 0.5, "dgl": False}
+    variants["baseline-1/4"] = {"plugins": [], "width": 0.25, "dgl": False}
     variants["dgl-1/2"] = {"plugins": [], "width": 0.5, "dgl": True}
     variants["dgl-1/4"] = {"plugins": [], "width": 0.25, "dgl": True}
     for (a, pa), (b, pb) in itertools.combinations(METHODS.items(), 2):
