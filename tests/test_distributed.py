@@ -6,6 +6,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
 
 from gancore.testing import make_tiny_config
 
@@ -32,19 +33,16 @@ def _worker(rank: int, world: int, port: int, raw: dict, out_dir: str, result_pa
 
     try:
         weights = _train(raw, out_dir)
-        if rank == 0:
-            torch.save(weights, result_path)
-        else:
-            torch.save(weights, result_path + f".rank{rank}")
+        save_file({k: v.contiguous() for k, v in weights.items()}, result_path if rank == 0 else f"{result_path}.rank{rank}")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _two_processes(raw: dict, tmp_path) -> tuple[dict, dict]:
-    result = str(tmp_path / "weights.pt")
+    result = str(tmp_path / "weights.safetensors")
     mp.spawn(_worker, args=(2, _free_port(), raw, str(tmp_path / "run"), result), nprocs=2, join=True)
-    return torch.load(result), torch.load(result + ".rank1")
+    return load_file(result), load_file(result + ".rank1")
 
 
 @pytest.mark.parametrize("plugins", [[], ["topk"]], ids=["core", "topk"])
