@@ -124,24 +124,17 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
         if result.get("step") == step:  # measured at this step already
             return result
     from gancore.data import build_dataset
-    from gancore.metrics.evaluate import default_cache_dir, evaluate
+    from gancore.metrics.evaluate import default_cache_dir
     from gancore.pretrained import load_run
+    from gancore.trainer import resolve_device
 
-    run = load_run(folder, components=("G_ema",))
+    run = load_run(folder, components=("G_ema",)).to(resolve_device(args.device))
+    dataset = build_dataset(run.config.data)
     if args.study == "mog":
-        dataset = build_dataset(run.config.data)
         metrics = dataset.quality_metrics(run.sample(10000, seed=12345))
         result = {"metrics": metrics, "protocol": {"samples": 10000}}
     else:
-        import torch
-
-        device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-        run.G_ema.to(device)
-        run.device = device
-        dataset = build_dataset(run.config.data)
-        extractor = run.manager.feature_extractor("fmnist", device)
-        evaluation = evaluate(lambda n, s: run.sample(n, seed=s), dataset, run.config.data, "fmnist", extractor,
-                              ("fid", "kid", "pr"), args.n, 0, default_cache_dir())
+        evaluation = run.measure(("fid", "kid", "pr"), args.n, 0, "fmnist", dataset, default_cache_dir())
         result = evaluation.as_json()
     result["step"] = run.step
     result["params_G"] = sum(p.numel() for p in run.G_ema.parameters())

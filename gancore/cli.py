@@ -136,8 +136,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import attrs
 
     from gancore.data import build_dataset
-    from gancore.metrics.evaluate import default_cache_dir, evaluate
-    from gancore.metrics.extractors import default_extractor
+    from gancore.metrics.evaluate import default_cache_dir
     from gancore.metrics.generative import METRICS
     from gancore.pretrained import load_run
     from gancore.trainer import resolve_device
@@ -148,22 +147,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _fail(f"--metrics: unknown {unknown or 'none given'}; known: {', '.join(METRICS)}", EXIT_USAGE)
     if args.n <= 1:
         return _fail(f"--n must be > 1, got {args.n}", EXIT_USAGE)
-    run = load_run(args.source, components=("G_ema",))
-    device = resolve_device(args.device)
-    run.G_ema.to(device)
-    run.device = device
-    data_config = run.config.data
-    if args.data_path:
-        data_config = attrs.evolve(data_config, path=args.data_path)
+    run = load_run(args.source, components=("G_ema",)).to(resolve_device(args.device))
     if not run.data_info.is_image:
         return _fail(f"{args.source}: FID, KID and precision/recall measure images; this model makes points", EXIT_USAGE)
-    dataset = build_dataset(data_config)
-    name = args.extractor or default_extractor(data_config.name)
-    extractor = run.manager.feature_extractor(name, device)
-    result = evaluate(
-        lambda n, seed: run.sample(n, seed=seed), dataset, data_config, name, extractor, metrics, args.n,
-        args.seed, default_cache_dir(),
-    )
+    data_config = attrs.evolve(run.config.data, path=args.data_path) if args.data_path else run.config.data
+    result = run.measure(metrics, args.n, args.seed, args.extractor, build_dataset(data_config), default_cache_dir())
+    name = result.protocol["extractor"]
     print(f"{args.source} (step {run.step}), {name} features, {args.n} samples vs {result.protocol['real_samples']} real")
     print("| metric | value |\n|---|---|")
     for key, value in result.metrics.items():

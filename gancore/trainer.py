@@ -5,7 +5,7 @@ import copy
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import attrs
 import torch
@@ -36,6 +36,9 @@ from gancore.losses import (
 from gancore.plugins import PluginManager
 from gancore.samples import save_samples
 from gancore.sampling import draw_samples
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gancore.metrics.evaluate import Evaluation
 
 __all__ = ["Run", "resolve_device"]
 
@@ -124,7 +127,8 @@ class Run:
         self.metrics_protocol: dict[str, Any] = {}
         #: The lowest FID measured so far (its checkpoint is ``checkpoints/best``).
         self.best_fid: float | None = None
-        self._extractor: nn.Module | None = None
+        #: The loaded feature extractor of :meth:`measure`, with its name.
+        self._extractor: tuple[str, nn.Module] | None = None
         from gancore.stats import StatsLog
 
         self.log = StatsLog(
@@ -554,22 +558,48 @@ class Run:
         if self.dataset.has_quality_metrics:
             results.update(self.dataset.quality_metrics(self.sample(train.eval_samples, seed=seed)) or {})
         if train.metrics and self.data_info.is_image:
-            from gancore.metrics.evaluate import default_cache_dir, evaluate
-            from gancore.metrics.extractors import default_extractor
-
-            name = train.metrics_extractor or default_extractor(self.config.data.name)
-            if self._extractor is None:
-                self._extractor = self.manager.feature_extractor(name, self.device)
-            cache = self.out_dir / "reference" if self.out_dir is not None else default_cache_dir()
-            evaluation = evaluate(
-                lambda n, s: self.sample(n, seed=s), self.dataset, self.config.data, name, self._extractor,
-                train.metrics, train.eval_samples, seed, cache,
-            )
+            evaluation = self.measure(train.metrics, train.eval_samples, seed)
             results.update(evaluation.metrics)
             self.metrics_protocol = evaluation.protocol
         if results:
             self.metrics = dict(results)
         return results
+
+    def measure(
+        self,
+        metrics: Sequence[str],
+        n: int,
+        seed: int = 0,
+        extractor: str | None = None,
+        dataset: Dataset | None = None,
+        cache_dir: Path | None = None,
+    ) -> "Evaluation":
+        """FID, KID and/or precision/recall of ``n`` G_ema samples (latents of ``seed``) against the
+        first ``n`` items of ``dataset`` (default: the run's), with the features of ``extractor``
+        (default: ``train.metrics_extractor``, else the data set's default). Reference features
+        are cached in ``cache_dir`` (default: ``<run>/reference``, or the user cache folder)."""
+        from gancore.metrics.evaluate import default_cache_dir, evaluate
+        from gancore.metrics.extractors import default_extractor
+
+        dataset = dataset if dataset is not None else self.dataset
+        if dataset is None:
+            raise ValueError("this run has no data set to measure against; pass one")
+        name = extractor or self.config.train.metrics_extractor or default_extractor(self.config.data.name)
+        if self._extractor is None or self._extractor[0] != name:
+            self._extractor = (name, self.manager.feature_extractor(name, self.device))
+        if cache_dir is None:
+            cache_dir = self.out_dir / "reference" if self.out_dir is not None else default_cache_dir()
+        return evaluate(
+            lambda count, s: self.sample(count, seed=s), dataset, self.config.data, name, self._extractor[1],
+            tuple(metrics), n, seed, cache_dir,
+        )
+
+    def to(self, device: torch.device | str) -> "Run":
+        """Move G, D and G_ema (and where plugins draw G's inputs) to ``device``; returns the run."""
+        self.device = torch.device(device)
+        for net in (self.G, self.D, self.G_ema):
+            net.to(self.device)
+        return self
 
     def _keep_best(self) -> None:
         """Save ``checkpoints/best`` when the newest FID is the lowest so far."""
