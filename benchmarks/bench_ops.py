@@ -64,7 +64,7 @@ def _cases(batch: int) -> list[tuple[str, str, callable]]:
 
 
 def _step_seconds_per_kimg(impl_present: bool, batch: int, steps: int) -> float:
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     with contextlib.nullcontext() if impl_present else REGISTRY.reference_only():
         raw = {
@@ -75,13 +75,13 @@ def _step_seconds_per_kimg(impl_present: bool, batch: int, steps: int) -> float:
         }
         run = Run.build(raw)
         for _ in range(5):
-            run.train_step()
+            run.trainer.step()
         torch.cuda.synchronize()
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(steps):
-            run.train_step()
+            run.trainer.step()
         end.record()
         torch.cuda.synchronize()
         return start.elapsed_time(end) / 1000 / (steps * batch / 1000)

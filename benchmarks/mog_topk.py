@@ -36,7 +36,7 @@ def run_cell(task: tuple[str, str, int, int, list[str]]) -> tuple[str, str, int,
 
     torch.set_num_threads(1)
     from gancore.api import load_config
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     overrides = [f"data.name={dataset}", f"train.seed={seed}", f"train.steps={steps}", "train.progress=false",
                  "train.log_every=1000000"]

@@ -102,7 +102,7 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
 
 def _train(folder: Path, raw: dict) -> None:
     from gancore.checkpoint import latest_checkpoint, read_state
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     latest = latest_checkpoint(folder)
     if latest is not None:
@@ -126,7 +126,7 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
     from gancore.data import build_dataset
     from gancore.metrics.evaluate import default_cache_dir
     from gancore.pretrained import load_run
-    from gancore.trainer import resolve_device
+    from gancore.run import resolve_device
 
     run = load_run(folder, components=("G_ema",)).to(resolve_device(args.device))
     dataset = build_dataset(run.config.data)

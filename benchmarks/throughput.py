@@ -21,7 +21,7 @@ import torch
 
 from gancore.ops import REGISTRY
 from gancore.plugins import PluginManager
-from gancore.trainer import Run
+from gancore.run import Run
 
 
 def _config(resolution: int, batch: int, precision: str, compile_: bool, plugins: list) -> dict:
@@ -41,13 +41,13 @@ def _measure(raw: dict, kimg: float, warmup_steps: int, kernels: bool) -> tuple[
     with contextlib.nullcontext() if kernels else REGISTRY.reference_only():
         run = Run.build(raw)
         for _ in range(warmup_steps):
-            run.train_step()
+            run.trainer.step()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         steps = max(16, round(kimg * 1000 / run.config.train.batch / 16) * 16)
         start = time.perf_counter()
         for _ in range(steps):
-            run.train_step()
+            run.trainer.step()
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
     return seconds / (steps * run.config.train.batch / 1000), torch.cuda.max_memory_allocated() / 2**30

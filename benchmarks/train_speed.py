@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from gancore.trainer import Run
+from gancore.run import Run
 
 CASES = {
     "mlp / mog25 / batch 256": {
@@ -50,14 +50,14 @@ def time_case(raw: dict, device: str, steps: int, repeats: int) -> tuple[float, 
     raw = {**raw, "train": {**raw["train"], "device": device, "progress": False, "steps": 10**9}}
     run = Run.build(raw)
     for _ in range(5):
-        run.train_step()
+        run.trainer.step()
     windows = []
     for _ in range(repeats):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(steps):
-            run.train_step()
+            run.trainer.step()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         windows.append((time.perf_counter() - start) / steps)

@@ -5,7 +5,8 @@ __version__ = "0.1.0"
 from gancore.hookspecs import hookimpl  # noqa: E402
 from gancore.config import ConfigError, RunConfig  # noqa: E402
 from gancore.losses import LossTerm  # noqa: E402
-from gancore.trainer import Run  # noqa: E402
+from gancore.run import Run  # noqa: E402
+from gancore.trainer import Trainer  # noqa: E402
 from gancore.api import load_config, resume, train  # noqa: E402
 from gancore.pretrained import export, from_pretrained, push_to_hub  # noqa: E402
 
@@ -14,6 +15,7 @@ __all__ = [
     "LossTerm",
     "Run",
     "RunConfig",
+    "Trainer",
     "__version__",
     "export",
     "from_pretrained",

@@ -5,7 +5,7 @@ from typing import Any, Iterable, Mapping
 
 from gancore.config import ConfigError, RunConfig, apply_overrides, load_raw_config, parse_run_config
 from gancore.plugins import PluginManager
-from gancore.trainer import Run
+from gancore.run import Run
 
 __all__ = ["load_config", "resume", "train"]
 

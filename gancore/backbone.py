@@ -192,6 +192,15 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
         """Map ``z`` (and labels ``c``) to the intermediate latent ``w`` ``[N, w_dim]``."""
         raise _not_offered(self, "mapping")
 
+    def mix_styles(self, w: Tensor, z: Tensor, c: Tensor | None = None) -> Tensor:
+        """Style mixing regularisation in training: ``w`` with some layers' latents from another ``z``.
+
+        What ``forward`` applies between :meth:`mapping` and :meth:`synthesis`; the path-length
+        phase applies it too, as NVIDIA's loss does. The default mixes nothing (backbones
+        without per-layer latents).
+        """
+        return w
+
     def synthesis(
         self, w: Tensor, cond: Mapping[str, Tensor] | None = None, features: bool = False
     ) -> Tensor | tuple[Tensor, dict[int, Tensor]]:

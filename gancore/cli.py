@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a run from a config file."""
     from gancore.plugins import PluginManager
     from gancore.api import load_config
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     manager = PluginManager()
     overrides = [*args.set, *([f"train.steps={args.steps}"] if args.steps is not None else [])]
@@ -82,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue a run from its newest checkpoint."""
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     first_rank = os.environ.get("RANK", "0") == "0"
     run = Run.resume(args.run_dir, steps=args.steps)
@@ -97,7 +97,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     """Write a grid (or scatter plot) of samples from a run's G_ema."""
     from gancore.samples import save_samples
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     if args.n <= 0:
         return _fail(f"--n must be > 0, got {args.n}", EXIT_USAGE)
@@ -139,7 +139,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from gancore.metrics.evaluate import default_cache_dir
     from gancore.metrics.generative import METRICS
     from gancore.pretrained import load_run
-    from gancore.trainer import resolve_device
+    from gancore.run import resolve_device
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in METRICS]
@@ -209,7 +209,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Build a run without training and describe it."""
     from gancore.api import load_config
     from gancore.plugins import PluginManager
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     manager = PluginManager()
     config = load_config(args.config, args.set, manager=manager)
@@ -266,7 +266,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         where = f"{info.distribution} {info.version}" if info.distribution else info.source
         print(f"{info.name} [{info.kind}] ({where}) {info.description}")
         if info.kind == "backbone":
-            mine = [n for n, owner in manager._backbone_owner.items() if owner == info.name]
+            mine = [n for n in manager.backbones if manager.backbone_owner(n) == info.name]
             print(f"    backbones: {', '.join(sorted(mine))}")
         print(f"    hooks: {', '.join(info.hooks) or 'none'}")
     return 0

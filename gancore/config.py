@@ -20,6 +20,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = [
     "BackboneEntry",
     "ConfigError",
+    "DATASET_NAMES",
     "DataConfig",
     "PluginEntry",
     "RunConfig",
@@ -136,9 +137,11 @@ converter: cattrs.Converter = _make_converter()
 # -- the core's config sections -----------------------------------------------------------------
 
 
-def _known_dataset(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    from gancore.data import DATASET_NAMES
+#: Names accepted by ``[data] name``; ``gancore.data`` builds one data set for each.
+DATASET_NAMES: tuple[str, ...] = ("mog25", "ring8", "synthetic-images", "folder", "fmnist")
 
+
+def _known_dataset(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     if value not in DATASET_NAMES:
         raise ValueError(f"unknown data set {value!r}; known: {', '.join(DATASET_NAMES)}")
 

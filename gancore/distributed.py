@@ -7,7 +7,7 @@ resume on a different world size.
 """
 
 import os
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.distributed as dist
@@ -18,6 +18,7 @@ __all__ = [
     "average_gradients",
     "init_from_environment",
     "is_distributed",
+    "mean_over_ranks",
     "rank",
     "rank_slice",
     "world_size",
@@ -92,3 +93,30 @@ def all_reduce_mean(value: Tensor) -> Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / world_size()
+
+
+class _MeanOverRanks(torch.autograd.Function):
+    """All-reduce mean whose backward all-reduces the gradient too (each rank's loss depends on every rank's input)."""
+
+    @staticmethod
+    def forward(ctx: Any, value: Tensor) -> Tensor:
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        return value / world_size()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        grad = grad.detach().clone()
+        dist.all_reduce(grad)
+        return grad / world_size()
+
+
+def mean_over_ranks(value: Tensor) -> Tensor:
+    """The mean of ``value`` over all ranks, differentiably: gradients of every rank's loss reach every rank's input.
+
+    With the gradient averaging after each phase, a loss built on it has the gradients the same
+    loss has in one process over the global batch. ``value`` itself without a process group.
+    """
+    if not is_distributed():
+        return value
+    return _MeanOverRanks.apply(value)

@@ -1,7 +1,7 @@
 """The facade through which the core calls hooks: one method per hook, applying its combine rule."""
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -25,6 +25,10 @@ def _bad_result(plugin: str, hook: str, message: str) -> None:
     raise HookError(plugin, hook, ValueError(message))
 
 
+def _shape(tensor: Any) -> str:
+    return str(list(tensor.shape)) if isinstance(tensor, Tensor) else type(tensor).__name__
+
+
 class Hooks:
     """Calls every implementation of a hook, in plugin list order, and combines the results.
 
@@ -39,53 +43,59 @@ class Hooks:
         """Whether any implementation of ``hook`` takes ``argument`` (optional, costly inputs)."""
         return any(argument in impl.argnames for _, impl in self._manager.iter_impls(hook))
 
+    def implemented(self, hook: str) -> bool:
+        """Whether any plugin implements ``hook``."""
+        return any(True for _ in self._manager.iter_impls(hook))
+
+    def _invoke(self, plugin: str, impl: Any, hook: str, arguments: dict[str, Any]) -> Any:
+        """Call one implementation with the arguments it names.
+
+        The one place where a failing implementation becomes a HookError naming plugin and hook.
+        """
+        from gancore.plugins import HookError
+
+        try:
+            return impl.function(*[arguments[name] for name in impl.argnames])
+        except (HookError, ConfigError):
+            raise
+        except Exception as exc:
+            raise HookError(plugin, hook, exc) from exc
+
+    def _each(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call every implementation in list order, yielding ``(plugin, result)``.
+
+        A :class:`_PerPlugin` argument is resolved for each implementation's plugin.
+        """
+        for plugin, impl in self._manager.iter_impls(hook):
+            arguments = {
+                name: value(plugin) if isinstance(value, _PerPlugin) else value for name, value in kwargs.items()
+            }
+            yield plugin, self._invoke(plugin, impl, hook, arguments)
+
     def _call(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        from gancore.plugins import HookError
-
-        results = []
-        for plugin, impl in self._manager.iter_impls(hook):
-            try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
-            except (HookError, ConfigError):
-                raise
-            except Exception as exc:
-                raise HookError(plugin, hook, exc) from exc
-            results.append((plugin, result))
-        return results
-
-    def _call_each(self, hook: str, make_kwargs: Callable[[str], dict[str, Any]]) -> None:
-        from gancore.plugins import HookError
-
-        for plugin, impl in self._manager.iter_impls(hook):
-            kwargs = make_kwargs(plugin)
-            try:
-                impl.function(*[kwargs[name] for name in impl.argnames])
-            except (HookError, ConfigError):
-                raise
-            except Exception as exc:
-                raise HookError(plugin, hook, exc) from exc
+        return list(self._each(hook, **kwargs))
 
     # -- start-up ---------------------------------------------------------------------------------
 
     def register_backbones(self, add: Callable[..., None]) -> None:
         """``gancore_register_backbones``: collect every backbone, recording its plugin."""
-        self._call_each(
+        self._call(
             "gancore_register_backbones",
-            lambda plugin: {"register": lambda spec: add(spec, _owner=plugin)},
+            register=_PerPlugin(lambda plugin: lambda spec: add(spec, _owner=plugin)),
         )
 
     def register_ops(self, add: Callable[..., None]) -> None:
         """``gancore_register_ops``: collect every op implementation, recording its plugin."""
-        self._call_each(
+        self._call(
             "gancore_register_ops",
-            lambda plugin: {"register": lambda *args, **kw: add(*args, owner=plugin, **kw)},
+            register=_PerPlugin(lambda plugin: lambda *args, **kw: add(*args, owner=plugin, **kw)),
         )
 
     def register_feature_extractors(self, add: Callable[..., None]) -> None:
         """``gancore_register_feature_extractors``: collect every extractor, recording its plugin."""
-        self._call_each(
+        self._call(
             "gancore_register_feature_extractors",
-            lambda plugin: {"register": lambda extractor: add(extractor, owner=plugin)},
+            register=_PerPlugin(lambda plugin: lambda extractor: add(extractor, owner=plugin)),
         )
 
     # -- the run ----------------------------------------------------------------------------------
@@ -106,7 +116,7 @@ class Hooks:
         """``gancore_generator_inputs``: dicts merged; a key given by two plugins is an error."""
         merged: dict[str, Tensor] = {}
         owner: dict[str, str] = {}
-        for plugin, result in self._call("gancore_generator_inputs", run=run, batch_size=batch_size, rng=rng):
+        for plugin, result in self._each("gancore_generator_inputs", run=run, batch_size=batch_size, rng=rng):
             if result is None:
                 continue
             if not isinstance(result, dict):
@@ -120,27 +130,34 @@ class Hooks:
 
     def before_d_step(self, run: Any, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
         """``gancore_before_d_step``: chained in list order; each may replace ``(real, fake)``."""
-        from gancore.plugins import HookError
-
-        for plugin, impl in self._manager.iter_impls("gancore_before_d_step"):
-            kwargs = {"run": run, "real": real, "fake": fake}
-            try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
-            except Exception as exc:
-                raise HookError(plugin, "gancore_before_d_step", exc) from exc
+        hook = "gancore_before_d_step"
+        for plugin, impl in self._manager.iter_impls(hook):
+            result = self._invoke(plugin, impl, hook, {"run": run, "real": real, "fake": fake})
             if result is None:
                 continue
             if not (isinstance(result, tuple) and len(result) == 2):
-                _bad_result(plugin, "gancore_before_d_step", "must return None or a pair (real, fake)")
+                _bad_result(plugin, hook, "must return None or a pair (real, fake)")
             new_real, new_fake = result
-            if new_real.shape != real.shape or new_fake.shape != fake.shape:
-                _bad_result(plugin, "gancore_before_d_step", "changed the shapes of the batch")
+            _check_same_shape(plugin, hook, "real", real, new_real)
+            _check_same_shape(plugin, hook, "fake", fake, new_fake)
             real, fake = new_real, new_fake
         return real, fake
 
+    def augment(self, run: Any, images: Tensor, c: Tensor | None, phase: str, source: str) -> Tensor:
+        """``gancore_augment``: chained in list order; each receives the images the one before returned."""
+        hook = "gancore_augment"
+        for plugin, impl in self._manager.iter_impls(hook):
+            arguments = {"run": run, "images": images, "c": c, "phase": phase, "source": source}
+            result = self._invoke(plugin, impl, hook, arguments)
+            if result is None:
+                continue
+            _check_same_shape(plugin, hook, f"{source} images ({phase})", images, result)
+            images = result
+        return images
+
     def _terms(self, hook: str, **kwargs: Any) -> list[NamedTerm]:
         terms: list[NamedTerm] = []
-        for plugin, result in self._call(hook, **kwargs):
+        for plugin, result in self._each(hook, **kwargs):
             if result is None:
                 continue
             items = result if isinstance(result, (list, tuple)) else [result]
@@ -150,61 +167,36 @@ class Hooks:
                 terms.append((f"{plugin}_{term.name}", term))
         return terms
 
-    def d_loss(
-        self,
-        run: Any,
-        real: Tensor,
-        fake: Tensor,
-        d_real: Tensor,
-        d_fake: Tensor,
-        d_real_features: dict[int, Tensor] | None = None,
-        d_fake_features: dict[int, Tensor] | None = None,
-        g_features: dict[int, Tensor] | None = None,
-    ) -> list[NamedTerm]:
-        """``gancore_d_loss``: every plugin's LossTerms, named ``<plugin>_<term>``."""
-        return self._terms(
-            "gancore_d_loss", run=run, real=real, fake=fake, d_real=d_real, d_fake=d_fake,
-            d_real_features=d_real_features, d_fake_features=d_fake_features, g_features=g_features,
-        )
+    def d_loss(self, run: Any, **arguments: Any) -> list[NamedTerm]:
+        """``gancore_d_loss``: every plugin's LossTerms, named ``<plugin>_<term>``.
 
-    def d_reg_loss(
-        self, run: Any, real: Tensor, d_real: Tensor, d_real_features: dict[int, Tensor] | None = None
-    ) -> list[NamedTerm]:
+        ``arguments`` are the hook's arguments by name (see the spec).
+        """
+        return self._terms("gancore_d_loss", run=run, **arguments)
+
+    def d_reg_loss(self, run: Any, **arguments: Any) -> list[NamedTerm]:
         """``gancore_d_reg_loss``: every plugin's LossTerms, named ``<plugin>_<term>``."""
-        return self._terms("gancore_d_reg_loss", run=run, real=real, d_real=d_real, d_real_features=d_real_features)
+        return self._terms("gancore_d_reg_loss", run=run, **arguments)
 
-    def g_loss(
-        self,
-        run: Any,
-        fake: Tensor,
-        d_fake: Tensor,
-        inputs: dict[str, Any],
-        d_fake_features: dict[int, Tensor] | None = None,
-    ) -> list[NamedTerm]:
+    def g_loss(self, run: Any, **arguments: Any) -> list[NamedTerm]:
         """``gancore_g_loss``: every plugin's LossTerms, named ``<plugin>_<term>``."""
-        return self._terms(
-            "gancore_g_loss", run=run, fake=fake, d_fake=d_fake, inputs=inputs, d_fake_features=d_fake_features
-        )
+        return self._terms("gancore_g_loss", run=run, **arguments)
 
-    def teacher_loss(
-        self, run: Any, fake: Tensor, inputs: dict[str, Any], weights: Tensor | None
-    ) -> list[NamedTerm]:
+    def teacher_loss(self, run: Any, **arguments: Any) -> list[NamedTerm]:
         """``gancore_teacher_loss``: every plugin's LossTerms, named ``<plugin>_<term>``."""
-        return self._terms("gancore_teacher_loss", run=run, fake=fake, inputs=inputs, weights=weights)
+        return self._terms("gancore_teacher_loss", run=run, **arguments)
 
-    def sample_weights(self, run: Any, fake: Tensor, d_fake: Tensor) -> Tensor | None:
+    def sample_weights(self, run: Any, fake: Tensor, d_fake: Tensor, **arguments: Any) -> Tensor | None:
         """``gancore_sample_weights``: the product of all plugins' weights (None if all abstain)."""
+        hook = "gancore_sample_weights"
         product = None
-        for plugin, weights in self._call("gancore_sample_weights", run=run, fake=fake, d_fake=d_fake):
+        for plugin, weights in self._each(hook, run=run, fake=fake, d_fake=d_fake, **arguments):
             if weights is None:
                 continue
             if not isinstance(weights, Tensor) or weights.shape != d_fake.shape:
-                shape = list(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
-                _bad_result(
-                    plugin, "gancore_sample_weights", f"returned {shape}; expected a tensor of shape {list(d_fake.shape)}"
-                )
+                _bad_result(plugin, hook, f"returned {_shape(weights)}; expected a tensor of shape {list(d_fake.shape)}")
             if bool((weights < 0).any()):
-                _bad_result(plugin, "gancore_sample_weights", "returned negative weights")
+                _bad_result(plugin, hook, "returned negative weights")
             weights = weights.detach().to(d_fake.dtype)
             product = weights if product is None else product * weights
         return product
@@ -217,7 +209,7 @@ class Hooks:
         Each state must survive a JSON round trip unchanged (it is given back exactly on resume).
         """
         states = {}
-        for plugin, state in self._call("gancore_state_dict", run=run):
+        for plugin, state in self._each("gancore_state_dict", run=run):
             if state is None:
                 continue
             try:
@@ -234,21 +226,15 @@ class Hooks:
 
     def load_state_dict(self, run: Any, states: dict[str, Any]) -> None:
         """``gancore_load_state_dict``: each plugin gets its own namespace, if it saved one."""
-        from gancore.plugins import HookError
-
-        for plugin, impl in self._manager.iter_impls("gancore_load_state_dict"):
-            if plugin not in states:
-                continue
-            kwargs = {"run": run, "state": states[plugin]}
-            try:
-                impl.function(*[kwargs[name] for name in impl.argnames])
-            except Exception as exc:
-                raise HookError(plugin, "gancore_load_state_dict", exc) from exc
+        hook = "gancore_load_state_dict"
+        for plugin, impl in self._manager.iter_impls(hook):
+            if plugin in states:
+                self._invoke(plugin, impl, hook, {"run": run, "state": states[plugin]})
 
     def parameter_counts(self, run: Any) -> dict[str, int]:
         """``gancore_parameter_counts``: every plugin's counts, keyed ``<plugin>.<name>``."""
         counts: dict[str, int] = {}
-        for plugin, result in self._call("gancore_parameter_counts", run=run):
+        for plugin, result in self._each("gancore_parameter_counts", run=run):
             if result is None:
                 continue
             if not isinstance(result, dict) or not all(isinstance(v, int) for v in result.values()):
@@ -259,7 +245,25 @@ class Hooks:
     def model_card(self, run: Any) -> str:
         """``gancore_model_card``: fragments joined in list order, each under its plugin's name."""
         parts = []
-        for plugin, fragment in self._call("gancore_model_card", run=run):
+        for plugin, fragment in self._each("gancore_model_card", run=run):
             if fragment:
                 parts.append(f"### {plugin}\n\n{fragment.strip()}\n")
         return "\n".join(parts)
+
+
+class _PerPlugin:
+    """A hook argument that differs per implementation: ``make(plugin_name) -> value``."""
+
+    def __init__(self, make: Callable[[str], Any]):
+        self._make = make
+
+    def __call__(self, plugin: str) -> Any:
+        return self._make(plugin)
+
+
+def _check_same_shape(plugin: str, hook: str, what: str, before: Tensor, after: Any) -> None:
+    if not isinstance(after, Tensor) or after.shape != before.shape:
+        _bad_result(
+            plugin, hook,
+            f"changed the shapes of the batch: {what} was {list(before.shape)}, the plugin returned {_shape(after)}",
+        )

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from gancore.backbone import BackboneSpec
     from gancore.losses import LossTerm
     from gancore.metrics.extractors import FeatureExtractor
-    from gancore.trainer import Run
+    from gancore.run import Run
 
 hookspec = pluggy.HookspecMarker("gancore")
 hookimpl = pluggy.HookimplMarker("gancore")
@@ -131,20 +131,57 @@ def gancore_generator_inputs(run: "Run", batch_size: int, rng: "torch.Generator"
 
 @hookspec
 def gancore_before_d_step(run: "Run", real: "Tensor", fake: "Tensor") -> "tuple[Tensor, Tensor] | None":
-    """See, or replace, the images D is about to score in its main step.
+    """See, or replace, the batch of the discriminator's main step (a batch-level edit).
 
-    Called in the Dmain phase, after the fakes are generated (detached) and before D's forward.
+    Called in the Dmain phase, after the fakes are generated (detached) and before
+    ``gancore_augment``: what this hook returns is the batch "before the transform" that the
+    loss hooks receive as ``real_unaugmented`` / ``fake_unaugmented``. To change what D scores in
+    every phase, implement ``gancore_augment`` instead.
 
     :param run: the running training session.
     :param real: the real batch.
     :param fake: the generated batch, detached from G.
-    :returns: None to leave the batch as it is, or a pair ``(real, fake)`` to replace it (an
-        augmentation, say).
+    :returns: None to leave the batch as it is, or a pair ``(real, fake)`` of the same shapes to
+        replace it.
 
     Combine rule: implementations are called in plugin list order, each receiving the pair
-    returned by the one before.
+    returned by the one before. A result of another shape is an error naming the plugin, the
+    tensor and both shapes.
 
-    Used by: augmentation-style plugins.
+    Used by: batch-level edits (mixing, filtering).
+    """
+
+
+@hookspec
+def gancore_augment(
+    run: "Run", images: "Tensor", c: "Tensor | None", phase: str, source: str
+) -> "Tensor | None":
+    """Transform the images D is about to score (augmentation such as ADA or DiffAugment).
+
+    Called wherever the training step lets D score images:
+
+    - ``"Dmain"``: the real batch and the fake batch (fakes detached from G), once each;
+    - ``"Dreg"``: the real batch of the lazy R1 phase; R1 is the gradient of D's score with
+      respect to the images *before* this transform (as in NVIDIA's loss with ADA), so the
+      transform must be differentiable here too;
+    - ``"Gmain"``: the fakes, attached to G's graph: G learns through the transform, so it must
+      be differentiable (a transform that detaches cuts G off from D's score of the fakes).
+
+    The loss hooks then see D's scores of the transformed images, as ``real`` / ``fake``, and the
+    images before it as ``real_unaugmented`` / ``fake_unaugmented``; ``gancore_sample_weights``
+    (top-k) ranks the scores of what D actually scored.
+
+    :param run: the running training session.
+    :param images: the batch ``[N, ...]``, as the plugin before this one left it.
+    :param c: the batch's labels ``[N, c_dim]``, or None for an unconditional run.
+    :param phase: ``"Dmain"``, ``"Dreg"`` or ``"Gmain"``.
+    :param source: ``"real"`` or ``"fake"``.
+    :returns: the images D will score, of the same shape, or None to leave them unchanged.
+
+    Combine rule: applied in plugin list order, each implementation receiving the images the one
+    before returned. A result of another shape is an error naming the plugin and both shapes.
+
+    Used by: gancore-augment (ADA, DiffAugment), consistency regularisation.
     """
 
 
@@ -158,6 +195,10 @@ def gancore_d_loss(
     d_real_features: "dict[int, Tensor]",
     d_fake_features: "dict[int, Tensor]",
     g_features: "dict[int, Tensor]",
+    c_real: "Tensor | None",
+    c_fake: "Tensor | None",
+    real_unaugmented: "Tensor",
+    fake_unaugmented: "Tensor",
 ) -> "LossTerm | list[LossTerm] | None":
     """Add terms to D's loss in its main step.
 
@@ -167,9 +208,11 @@ def gancore_d_loss(
 
     The three feature arguments are computed only when some implementation names them (the
     backbone needs the ``d_features`` / ``g_features`` capability; declare it in ``requires``).
+    Under gradient accumulation (``train.batch_per_gpu``) the hook is called once per
+    micro-batch.
 
     :param run: the running training session.
-    :param real: the real batch as D saw it.
+    :param real: the real batch as D saw it (after ``gancore_augment``).
     :param fake: the fake batch as D saw it (detached from G's training graph).
     :param d_real: D's logits for ``real``, shape ``[N]``, attached.
     :param d_fake: D's logits for ``fake``, shape ``[N]``, attached.
@@ -177,6 +220,10 @@ def gancore_d_loss(
     :param d_fake_features: D's block outputs for ``fake``, attached.
     :param g_features: G's block outputs for the fake batch, ``{resolution: [N, C, r, r]}``,
         detached (computed before ``gancore_before_d_step`` changed the batch, if it did).
+    :param c_real: the real batch's labels ``[N, c_dim]``, or None (unconditional run).
+    :param c_fake: the labels the fakes were generated with, or None.
+    :param real_unaugmented: the real batch before ``gancore_augment`` (GLeaD reconstructs it).
+    :param fake_unaugmented: the fake batch before ``gancore_augment``, detached.
     :returns: a LossTerm, a list of them, or None.
 
     Combine rule: all terms are summed (``weight * value``) into D's loss; each is reported in
@@ -188,7 +235,12 @@ def gancore_d_loss(
 
 @hookspec
 def gancore_d_reg_loss(
-    run: "Run", real: "Tensor", d_real: "Tensor", d_real_features: "dict[int, Tensor]"
+    run: "Run",
+    real: "Tensor",
+    d_real: "Tensor",
+    d_real_features: "dict[int, Tensor]",
+    c_real: "Tensor | None",
+    real_unaugmented: "Tensor",
 ) -> "LossTerm | list[LossTerm] | None":
     """Add terms to D's loss in its lazy regularisation step.
 
@@ -197,34 +249,46 @@ def gancore_d_reg_loss(
 
     :param run: the running training session; ``run.config.train.d_reg_interval`` is the
         interval gain that lazy terms usually multiply by.
-    :param real: the real batch, with ``requires_grad`` set.
+    :param real: the real batch as D saw it (after ``gancore_augment``), attached to
+        ``real_unaugmented``.
     :param d_real: D's logits for ``real``, shape ``[N]``, attached.
     :param d_real_features: D's block outputs for ``real`` (computed only when an implementation
         names this argument).
+    :param c_real: the batch's labels ``[N, c_dim]``, or None.
+    :param real_unaugmented: the real batch before ``gancore_augment``, with ``requires_grad``
+        set: R1 is D's gradient with respect to it.
     :returns: a LossTerm, a list of them, or None.
 
     Combine rule: all terms are summed into the Dreg loss and reported as
     ``Loss/Dreg/<plugin>_<term>``. Order does not matter.
 
-    Used by: GLeaD (optional real term in the R1 phase).
+    Used by: GLeaD (its real term in the R1 phase).
     """
 
 
 @hookspec
-def gancore_sample_weights(run: "Run", fake: "Tensor", d_fake: "Tensor") -> "Tensor | None":
+def gancore_sample_weights(
+    run: "Run", fake: "Tensor", d_fake: "Tensor", fake_unaugmented: "Tensor"
+) -> "Tensor | None":
     """Weight each fake sample in G's adversarial loss.
 
     Called in the Gmain phase, after D has scored the current fakes and before G's adversarial
-    loss is reduced.
+    loss is reduced: once per step, over the process's whole batch. Under gradient accumulation
+    (``train.batch_per_gpu``) the core first scores every micro-batch's fakes without gradients
+    and calls this hook once with all of them (``fake`` then detached), so a selection such as
+    top-k is made over the batch, not within each micro-batch; the micro-batches are then
+    generated again with the same random numbers and weighted with their slice.
 
     :param run: the running training session.
-    :param fake: the generated batch, attached to G's graph.
+    :param fake: the generated batch as D saw it (after ``gancore_augment``).
     :param d_fake: D's logits for ``fake``, shape ``[N]``, detached.
+    :param fake_unaugmented: the generated batch before ``gancore_augment``.
     :returns: non-negative weights of shape ``[N]``, or None to abstain.
 
     Combine rule: the weights of all plugins are multiplied; G's adversarial loss is
-    ``sum(w * loss) / sum(w)``, so a 0/1 mask averages over the kept samples. Order does not
-    matter. The product is passed to ``gancore_teacher_loss`` as ``weights``.
+    ``sum(w * loss) / sum(w)`` over the global batch, so a 0/1 mask averages over the kept
+    samples. Order does not matter. The product is passed to ``gancore_teacher_loss`` as
+    ``weights``.
 
     Used by: gancore-topk.
     """
@@ -232,7 +296,13 @@ def gancore_sample_weights(run: "Run", fake: "Tensor", d_fake: "Tensor") -> "Ten
 
 @hookspec
 def gancore_g_loss(
-    run: "Run", fake: "Tensor", d_fake: "Tensor", inputs: "dict[str, Any]", d_fake_features: "dict[int, Tensor]"
+    run: "Run",
+    fake: "Tensor",
+    d_fake: "Tensor",
+    inputs: "dict[str, Any]",
+    d_fake_features: "dict[int, Tensor]",
+    c_fake: "Tensor | None",
+    fake_unaugmented: "Tensor",
 ) -> "LossTerm | list[LossTerm] | None":
     """Add terms to G's loss in its main step.
 
@@ -240,12 +310,14 @@ def gancore_g_loss(
     D is frozen in this phase (its parameters get no update) but passes gradients through.
 
     :param run: the running training session.
-    :param fake: the generated batch, attached to G's graph.
+    :param fake: the generated batch as D saw it (after ``gancore_augment``), attached to G's graph.
     :param d_fake: D's logits for ``fake``, shape ``[N]``, attached.
-    :param inputs: what produced ``fake``: ``{"z": ..., "c": ... or None, "cond": {...}}``.
+    :param inputs: what produced the fakes: ``{"z": ..., "c": ... or None, "cond": {...}}``.
     :param d_fake_features: D's block outputs for ``fake`` from the same forward pass,
         ``{resolution: [N, C, r, r]}``, attached to G's graph (computed only when an
         implementation names this argument; needs the ``d_features`` capability).
+    :param c_fake: the labels the fakes were generated with (``inputs["c"]``), or None.
+    :param fake_unaugmented: G's output before ``gancore_augment``, attached.
     :returns: a LossTerm, a list of them, or None.
 
     Combine rule: all terms are summed into G's loss and reported as ``Loss/G/<plugin>_<term>``.
@@ -257,17 +329,23 @@ def gancore_g_loss(
 
 @hookspec
 def gancore_teacher_loss(
-    run: "Run", fake: "Tensor", inputs: "dict[str, Any]", weights: "Tensor | None"
+    run: "Run",
+    fake: "Tensor",
+    inputs: "dict[str, Any]",
+    weights: "Tensor | None",
+    fake_unaugmented: "Tensor",
 ) -> "LossTerm | list[LossTerm] | None":
     """Add a teacher's guidance to G's loss.
 
     Called in the Gmain phase, after ``gancore_g_loss``.
 
     :param run: the running training session.
-    :param fake: the generated batch, attached to G's graph.
-    :param inputs: what produced ``fake``: ``{"z": ..., "c": ... or None, "cond": {...}}``.
+    :param fake: the generated batch as the student D saw it (after ``gancore_augment``),
+        attached to G's graph.
+    :param inputs: what produced the fakes: ``{"z": ..., "c": ... or None, "cond": {...}}``.
     :param weights: the combined sample weights ``[N]`` (None when no plugin weights samples);
         a teacher term that respects them reduces as ``sum(w * loss) / sum(w)``.
+    :param fake_unaugmented: G's output before ``gancore_augment``, attached.
     :returns: a LossTerm, a list of them, or None.
 
     Combine rule: all terms are summed into G's loss and reported as ``Loss/G/<plugin>_<term>``.

@@ -103,19 +103,21 @@ def r1_penalty(d_real: Tensor, real: Tensor) -> Tensor:
 def path_length_penalty(
     images: Tensor, w: Tensor, pl_mean: Tensor, decay: float, reduce: Callable[[Tensor], Tensor] | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """StyleGAN2's path length regulariser.
+    """StyleGAN2's path length regulariser, as NVIDIA's loss computes it.
 
     Returns the per-sample penalty ``(|J^T y| - a)^2``, the per-sample lengths, and the updated
-    running mean ``a`` (detached); ``y`` is Gaussian noise scaled by the image size. ``w`` is
-    ``[N, w_dim]``, or ``[N, layers, w_dim]`` for per-layer latents, whose squared lengths are
-    averaged over the layers as in StyleGAN2. ``reduce`` averages the batch's mean length over
-    processes before it updates ``a`` (so every rank keeps the same running mean).
+    running mean ``a`` (detached, to store); ``y`` is Gaussian noise scaled by the image size.
+    The penalty is taken against ``a = lerp(pl_mean, mean length, decay)`` *with* its gradient
+    through this batch's mean length, as in NVIDIA's code. ``w`` is ``[N, w_dim]``, or
+    ``[N, layers, w_dim]`` for per-layer latents, whose squared lengths are averaged over the
+    layers. ``reduce`` averages the batch's mean length over processes, differentiably (so every
+    rank keeps the same running mean and N processes give the gradients of one).
     """
     pixels = math.prod(images.shape[2:]) if images.ndim > 2 else 1
     noise = torch.randn_like(images) / math.sqrt(pixels)
     (grad,) = torch.autograd.grad((images * noise).sum(), w, create_graph=True)
     squared = grad.square().sum(-1)
     lengths = (squared.mean(1) if squared.ndim == 2 else squared).sqrt()
-    batch_mean = lengths.mean().detach()
+    batch_mean = lengths.mean()
     new_mean = pl_mean.lerp(reduce(batch_mean) if reduce is not None else batch_mean, decay)
-    return (lengths - new_mean).square(), lengths, new_mean
+    return (lengths - new_mean).square(), lengths, new_mean.detach()

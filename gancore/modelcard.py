@@ -4,7 +4,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gancore.trainer import Run
+    from gancore.run import Run
 
 __all__ = ["render_model_card"]
 

@@ -198,6 +198,10 @@ class PluginManager:
                 f"backbone {name!r} is not registered; registered: {known}. Try: pip install {dist}"
             ) from None
 
+    def backbone_owner(self, name: str) -> str | None:
+        """The plugin that registered backbone ``name`` (None if none did)."""
+        return self._backbone_owner.get(name)
+
     def info(self) -> list[PluginInfo]:
         """Describe every available plugin: kind, distribution, version, hooks."""
         infos = []

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from gancore.plugins import PluginManager
-    from gancore.trainer import Run
+    from gancore.run import Run
 
 __all__ = [
     "ALLOWED_SUFFIXES",
@@ -94,7 +94,7 @@ def export(source: str | Path, out_dir: str | Path, repo_id: str | None = None) 
 
 def _write_card_and_grid(checkpoint: Path, folder: Path, repo_id: str | None) -> None:
     from gancore.modelcard import render_model_card
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     run = Run.from_checkpoint(checkpoint, ("G_ema",))
     run_dir = checkpoint.parent.parent
@@ -157,7 +157,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _load_exported(
     folder: Path, components: tuple[str, ...], manager: "PluginManager | None", device: str | None = None
 ) -> "Run":
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     check_files([p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()], str(folder))
     index = _read_json(folder / INDEX_FILE)
@@ -213,7 +213,7 @@ def load_run(
 ) -> "Run":
     """A run's networks, with ``components`` loaded strictly, from a run folder, a checkpoint
     folder, an exported folder or a Hub repo id (``revision``: branch, tag or commit)."""
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     path = Path(source)
     if path.exists():
@@ -271,7 +271,7 @@ def from_pretrained(
 
 
 def push_to_hub(
-    source: str | Path,
+    source: "str | Path | Run",
     repo_id: str,
     private: bool = False,
     revision: str | None = None,
@@ -279,12 +279,16 @@ def push_to_hub(
 ) -> str:
     """Export a run's newest checkpoint (or a checkpoint folder) and upload it to the Hub repo
     ``repo_id`` (created if needed; ``revision``: a branch, created from main if needed).
-    Returns the commit's URL."""
+    Returns the commit's URL.
+
+    ``source`` may be a :class:`~gancore.run.Run` object being trained: a checkpoint of its
+    current step is saved first, unless its newest checkpoint is of that step.
+    """
     import tempfile
 
     from huggingface_hub import HfApi
 
-    checkpoint = ckpt.find_checkpoint(source)
+    checkpoint = _checkpoint_of_current_step(source) if hasattr(source, "save_checkpoint") else ckpt.find_checkpoint(source)
     api = HfApi()
     with tempfile.TemporaryDirectory() as tmp:
         folder = export(checkpoint, Path(tmp) / "export", repo_id=repo_id)
@@ -297,3 +301,13 @@ def push_to_hub(
             commit_message=commit_message or f"gancore: {checkpoint.name} (step {step})",
         )
     return str(getattr(info, "commit_url", info))
+
+
+def _checkpoint_of_current_step(run: "Run") -> Path:
+    """The checkpoint of ``run``'s current step, written now unless the newest one is of it."""
+    if run.out_dir is None:
+        raise ValueError("this run has no run folder; build it with out_dir=... to publish it")
+    latest = ckpt.latest_checkpoint(run.out_dir)
+    if latest is None or ckpt.read_state(latest)["step"] != run.step:
+        latest = run.save_checkpoint()
+    return latest

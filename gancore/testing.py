@@ -148,7 +148,7 @@ def tiny_config() -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def tiny_run() -> Callable[..., Any]:
     """Factory that builds and trains a tiny in-memory CPU run and returns it."""
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     def run(
         backbone: str = "mlp", plugins: Sequence[Any] = (), steps: int = 2, out_dir: Any = None, **settings: Any

@@ -18,7 +18,7 @@ def _free_port() -> int:
 
 
 def _train(raw: dict, out_dir: str | None) -> dict[str, torch.Tensor]:
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     run = Run.build(raw, out_dir=out_dir).train()
     return {f"G.{k}": v.detach().clone() for k, v in run.G.state_dict().items()} | {
@@ -60,7 +60,7 @@ def test_two_processes_match_one(tmp_path, plugins):
 
 
 def test_every_method_plugin_trains_under_two_processes(tmp_path):
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     teacher = tmp_path / "teacher"
     Run.build(make_tiny_config("dcgan", steps=1, **{"data.resolution": 16}), out_dir=teacher).train()
@@ -75,9 +75,9 @@ def test_every_method_plugin_trains_under_two_processes(tmp_path):
 
 def test_batch_must_split_evenly(monkeypatch):
     from gancore.config import ConfigError
-    from gancore.trainer import Run
+    from gancore.run import Run
 
-    monkeypatch.setattr("gancore.trainer.world_size", lambda: 3)
+    monkeypatch.setattr("gancore.run.world_size", lambda: 3)
     with pytest.raises(ConfigError, match="train.batch: 8 is the global batch and must be divisible by the number of processes \\(3\\)"):
         Run.build(make_tiny_config("mlp", batch=8))
 
@@ -93,14 +93,14 @@ def test_gradient_accumulation_matches_one_big_batch():
 
 def test_batch_per_gpu_must_divide_the_batch():
     from gancore.config import ConfigError
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     with pytest.raises(ConfigError, match="train.batch_per_gpu: 3 must divide the batch of each process"):
         Run.build(make_tiny_config("mlp", batch=8, batch_per_gpu=3))
 
 
 def test_resume_on_a_different_world_size(tmp_path):
-    from gancore.trainer import Run
+    from gancore.run import Run
 
     raw = make_tiny_config("mlp", steps=2, batch=16, d_reg_interval=2, checkpoint_every=2)
     _two_processes(raw, tmp_path)  # two processes train steps 0-1 and checkpoint

@@ -15,7 +15,7 @@ from gancore.metrics.generative import compute_metrics, fid, kid, precision_reca
 from gancore.plugins import PluginError, PluginManager
 from gancore.pretrained import export
 from gancore.testing import make_tiny_config
-from gancore.trainer import Run
+from gancore.run import Run
 
 
 def _gaussians(n=3000, d=6, shift=0.0, seed=0):

@@ -10,7 +10,7 @@ from gancore import LossTerm, hookimpl
 from gancore.backbone import BackboneSpec
 from gancore.hookdocs import hook_names
 from gancore.plugins import HookError, PluginManager
-from gancore.trainer import Run
+from gancore.run import Run
 
 
 class Recorder:
@@ -57,14 +57,20 @@ class Recorder:
         self._log("gancore_before_d_step", run, real=real.shape, fake=fake.shape, fake_grad=fake.requires_grad)
 
     @hookimpl
-    def gancore_d_loss(self, run, real, fake, d_real, d_fake):
+    def gancore_augment(self, run, images, c, phase, source):
+        self.calls.append(("gancore_augment", run.step))
+        self.seen.setdefault("gancore_augment", []).append((phase, source, images.requires_grad))
+
+    @hookimpl
+    def gancore_d_loss(self, run, real, fake, d_real, d_fake, c_real, c_fake, real_unaugmented, fake_unaugmented):
         self._log("gancore_d_loss", run, d_real=d_real.shape, d_real_grad=d_real.requires_grad,
-                  g_frozen=not any(p.requires_grad for p in run.G.parameters()))
+                  g_frozen=not any(p.requires_grad for p in run.G.parameters()), labels=(c_real, c_fake),
+                  unaugmented=(real_unaugmented.shape, fake_unaugmented.shape))
         return LossTerm("dterm", d_real.mean() * 0)
 
     @hookimpl
-    def gancore_d_reg_loss(self, run, real, d_real):
-        self._log("gancore_d_reg_loss", run, real_grad=real.requires_grad)
+    def gancore_d_reg_loss(self, run, real, d_real, c_real, real_unaugmented):
+        self._log("gancore_d_reg_loss", run, real_grad=real.requires_grad, leaf=real_unaugmented.is_leaf)
 
     @hookimpl
     def gancore_sample_weights(self, run, fake, d_fake):
@@ -125,9 +131,13 @@ def test_every_hook_is_called_at_its_point(register_plugin, tiny_config, tmp_pat
         "gancore_step_start",
         "gancore_generator_inputs",  # Dmain fakes
         "gancore_before_d_step",
+        "gancore_augment",  # Dmain reals
+        "gancore_augment",  # Dmain fakes
         "gancore_d_loss",
+        "gancore_augment",  # Dreg reals
         "gancore_d_reg_loss",  # step 0 is a lazy R1 step (interval 2)
         "gancore_generator_inputs",  # Gmain fakes
+        "gancore_augment",  # Gmain fakes
         "gancore_sample_weights",
         "gancore_g_loss",
         "gancore_teacher_loss",
@@ -140,8 +150,15 @@ def test_every_hook_is_called_at_its_point(register_plugin, tiny_config, tmp_pat
     seen = recorder.seen
     assert seen["gancore_generator_inputs"] == {"batch_size": 8, "rng": True}
     assert seen["gancore_before_d_step"]["fake_grad"] is False
-    assert seen["gancore_d_loss"] == {"d_real": torch.Size([8]), "d_real_grad": True, "g_frozen": True}
-    assert seen["gancore_d_reg_loss"] == {"real_grad": True}
+    assert seen["gancore_d_loss"] == {
+        "d_real": torch.Size([8]), "d_real_grad": True, "g_frozen": True, "labels": (None, None),
+        "unaugmented": (torch.Size([8, 2]), torch.Size([8, 2])),
+    }
+    assert seen["gancore_d_reg_loss"] == {"real_grad": True, "leaf": True}
+    # (phase, source, whether the images carry a graph): the Dmain fakes are detached from G,
+    # the Dreg reals require grad for R1, the Gmain fakes are attached to G.
+    assert seen["gancore_augment"][:4] == [
+        ("Dmain", "real", False), ("Dmain", "fake", False), ("Dreg", "real", True), ("Gmain", "fake", True)]
     assert seen["gancore_sample_weights"] == {"fake_grad": True, "d_fake_grad": False}
     assert seen["gancore_g_loss"] == {"keys": ["c", "cond", "z"], "cond_keys": ["tag"], "d_frozen": True}
     assert seen["gancore_teacher_loss"] == {"weights": None}
@@ -179,7 +196,7 @@ def test_startup_hooks_reach_installed_providers(register_plugin):
 
     register_plugin(Provider)
     manager = PluginManager()
-    assert "toy2" in manager.backbones and manager._backbone_owner["toy2"] == "provider"
+    assert "toy2" in manager.backbones and manager.backbone_owner("toy2") == "provider"
     impl = manager.ops.get("double")
     assert impl.name == "fast" and impl.owner == "provider" and impl.function(3) == 6
 
@@ -268,7 +285,7 @@ def test_two_plugins_weights_multiply_and_losses_add(register_plugin, tiny_confi
     weights = run.hooks.sample_weights(run, fake, d_fake)
     assert torch.equal(weights, run.plugins["alpha"].weights * run.plugins["beta"].weights)
     assert weights.tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
-    terms = run.hooks.g_loss(run, fake, d_fake, {})
+    terms = run.hooks.g_loss(run, fake=fake, d_fake=d_fake, inputs={})
     assert [key for key, _ in terms] == ["alpha_pull", "beta_pull"]
     total = sum(term.weighted for _, term in terms)
     assert torch.allclose(total, 1.5 * fake.square().mean())

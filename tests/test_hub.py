@@ -10,7 +10,7 @@ from gancore.cli import main
 from gancore.config import ConfigError
 from gancore.pretrained import UnsafeFilesError, export, from_pretrained
 from gancore.testing import make_tiny_config
-from gancore.trainer import Run
+from gancore.run import Run
 from hub_server import go_offline, hub_fixture  # noqa: F401  (the "hub" fixture)
 
 
@@ -54,8 +54,8 @@ def test_offline_loading_comes_from_the_cache(hub, trained, monkeypatch):
 def test_run_push_to_hub_checkpoints_the_current_step(hub, tmp_path):
     run = Run.build(make_tiny_config("dcgan", steps=3, checkpoint_every=0), out_dir=tmp_path / "run")
     for _ in range(2):
-        run.train_step()
-    run.push_to_hub("someone/live", private=True)
+        run.trainer.step()
+    gancore.push_to_hub(run, "someone/live", private=True)
     assert json.loads(hub.repo_files("someone/live")["gan_index.json"])["step"] == 2
     assert torch.equal(from_pretrained("someone/live").sample(2), run.sample(2))
 

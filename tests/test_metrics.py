@@ -9,7 +9,7 @@ import torch
 from gancore.data.mixtures import grid_centers
 from gancore.metrics import mixture_metrics
 from gancore.testing import make_tiny_config
-from gancore.trainer import Run
+from gancore.run import Run
 
 CENTERS = grid_centers(5, 2.0)
 STD = 0.05

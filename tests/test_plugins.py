@@ -10,7 +10,7 @@ from gancore.api import load_config
 from gancore.backbone import BackboneSpec
 from gancore.config import ConfigError
 from gancore.plugins import PluginError, PluginManager, UnknownPluginError
-from gancore.trainer import Run
+from gancore.run import Run
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from gancore.cli import main
 from gancore.config import ConfigError
 from gancore.pretrained import MissingPluginError, UnsafeFilesError, export, from_pretrained
 from gancore.testing import make_tiny_config
-from gancore.trainer import Run
+from gancore.run import Run
 
 DETERMINISTIC = {"stylegan2": {"backbone.noise_mode": "const"}}
 

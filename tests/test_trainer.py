@@ -9,7 +9,7 @@ from PIL import Image
 
 from gancore import checkpoint as ckpt
 from gancore.testing import make_tiny_config
-from gancore.trainer import Run
+from gancore.run import Run
 
 
 def _weights(run):
@@ -162,9 +162,9 @@ def test_loading_a_mismatching_checkpoint_is_a_clear_error(tmp_path):
 def test_for_sampling_needs_no_data_set(tmp_path, monkeypatch):
     out = tmp_path / "run"
     trained = Run.build(make_tiny_config("dcgan", steps=1), out_dir=out).train()
-    import gancore.trainer
+    import gancore.run
 
-    monkeypatch.setattr(gancore.trainer, "build_dataset", lambda config: pytest.fail("data set loaded"))
+    monkeypatch.setattr(gancore.run, "build_dataset", lambda config: pytest.fail("data set loaded"))
     run = Run.for_sampling(out)
     assert run.dataset is None and run.step == 1
     assert torch.equal(run.sample(4, seed=0), trained.sample(4, seed=0))
@@ -177,30 +177,38 @@ def test_lazy_regularisation_scales_adam():
     assert run.opt_D.param_groups[0]["lr"] == pytest.approx(0.02 * d_ratio)
     assert run.opt_D.param_groups[0]["betas"] == pytest.approx((0.5**d_ratio, 0.9**d_ratio))
     assert run.opt_G.param_groups[0]["lr"] == pytest.approx(0.01 * g_ratio)
-    plain = Run.build(make_tiny_config("mlp", g_lr=0.01, d_lr=0.02, betas=[0.5, 0.9], r1_gamma=0.0))
-    assert plain.opt_D.param_groups[0]["lr"] == 0.02 and plain.opt_G.param_groups[0]["lr"] == 0.01
-    assert plain.opt_D.param_groups[0]["betas"] == (0.5, 0.9)
+
+
+
+def test_lazy_adam_scaling_depends_on_the_interval_not_the_weight():
+    # NVIDIA's training loop rescales whenever the interval is set: a run with pl_weight = 0 (the
+    # EqGAN-SA recipe) or r1_gamma = 0 still trains at the official effective learning rate.
+    off = Run.build(make_tiny_config("mlp", g_lr=0.01, d_lr=0.02, betas=[0.5, 0.9], r1_gamma=0.0, d_reg_interval=16,
+                                     pl_weight=0.0, g_reg_interval=4))
+    assert off.opt_G.param_groups[0]["lr"] == pytest.approx(0.01 * 4 / 5)
+    assert off.opt_G.param_groups[0]["betas"] == pytest.approx((0.5 ** (4 / 5), 0.9 ** (4 / 5)))
+    assert off.opt_D.param_groups[0]["lr"] == pytest.approx(0.02 * 16 / 17)
 
 
 def _loss_of_phase(run, phase_optimizer):
     """Run one step and return the loss passed to ``backward`` for the given optimizer."""
     seen = []
-    original = run._optimize
+    original = run.trainer.optimize
 
     def spy(optimizer, loss):
         seen.append((optimizer, float(loss.detach())))
         original(optimizer, loss)
 
-    run._optimize = spy
-    run.train_step()
+    run.trainer.optimize = spy
+    run.trainer.step()
     return [loss for optimizer, loss in seen if optimizer is getattr(run, phase_optimizer)]
 
 
 def test_r1_term_is_gamma_half_times_interval():
     run = Run.build(make_tiny_config("mlp", r1_gamma=3.0, d_reg_interval=4))
-    x, _ = run._real_batch()
+    x, _ = run.trainer.real_batch()
     seen = []
-    original = run._optimize
+    original = run.trainer.optimize
 
     def spy(optimizer, loss):
         if optimizer is run.opt_D:
@@ -209,8 +217,8 @@ def test_r1_term_is_gamma_half_times_interval():
             seen.append((float(loss.detach()), float(grad.square().sum(1).mean() * 3.0 / 2 * 4)))
         original(optimizer, loss)
 
-    run._optimize = spy
-    run.train_step()
+    run.trainer.optimize = spy
+    run.trainer.step()
     assert len(seen) == 2  # Dmain, then Dreg at step 0
     loss, expected = seen[1]
     assert loss == pytest.approx(expected, rel=1e-4)

@@ -2,7 +2,7 @@
 
 from typing import Callable
 
-from gancore.config import DataConfig
+from gancore.config import DATASET_NAMES, DataConfig
 from gancore.data.base import DataError, Dataset, batch_indices, epoch_of
 from gancore.data.fmnist import FashionMNIST
 from gancore.data.folder import FolderDataset
@@ -18,9 +18,6 @@ _BUILDERS: dict[str, Callable[[DataConfig], Dataset]] = {
     "folder": FolderDataset.from_config,
     "fmnist": FashionMNIST.from_config,
 }
-
-#: Names accepted by ``[data] name``.
-DATASET_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def build_dataset(config: DataConfig) -> Dataset:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gancore.config import ConfigError
-from gancore.trainer import Run
+from gancore.run import Run
 
 __all__ = ["load_teacher", "check_compatible"]
 

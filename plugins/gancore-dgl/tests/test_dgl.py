@@ -10,7 +10,7 @@ import gancore
 from gancore.config import ConfigError
 from gancore.pretrained import export
 from gancore.testing import capture_first_gradients, make_tiny_config
-from gancore.trainer import Run
+from gancore.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_stage_one_trains_without_the_teacher_then_the_switch(teacher_dir):
     student = _student(teacher_dir, steps=4, teacher_from_step=2)
     seen = []
     for _ in range(4):
-        stats = student.train_step()
+        stats = student.trainer.step()
         seen.append((stats["dgl/stage"], "Loss/G/dgl_teacher" in stats))
     assert seen == [(1.0, False), (1.0, False), (2.0, True), (2.0, True)]
 

@@ -11,7 +11,7 @@ import gancore
 from gancore.backbone import BackboneSpec, Discriminator, hub_coders
 from gancore.config import ConfigError
 from gancore.testing import make_tiny_config
-from gancore.trainer import Run
+from gancore.run import Run
 from gancore_eqgan_sa.alignment import cam, cam_weights, level_target, thresholded_l1
 from gancore_eqgan_sa.encoders import ENCODED_KEYS
 from gancore_eqgan_sa.heatmaps import sample_heatmaps
@@ -94,7 +94,7 @@ def test_alignment_reaches_g_and_leaves_d_alone(backbone):
     run = _build(backbone)
     d_before = {k: v.clone() for k, v in run.D.state_dict().items()}
     run.G.zero_grad(set_to_none=True)
-    stats = run.g_main_phase(8)
+    stats = run.trainer.g_main(8)
     assert stats["Loss/G/eqgan_sa_align"] > 0
     assert all(torch.equal(v, d_before[k]) for k, v in run.D.state_dict().items())
     assert all(p.grad is None for p in run.D.parameters())

@@ -121,17 +121,21 @@ class GLeaD:
     def gancore_d_loss(
         self,
         run: Any,
-        real: Tensor,
-        fake: Tensor,
+        real_unaugmented: Tensor,
+        fake_unaugmented: Tensor,
         d_real_features: dict[int, Tensor],
         d_fake_features: dict[int, Tensor],
         g_features: dict[int, Tensor],
     ) -> list[LossTerm]:
-        """The real reconstruction term, and the fake one (image or G-feature target)."""
+        """The real reconstruction term, and the fake one (image or G-feature target).
+
+        D's features come from the images as D saw them (augmented, with an augmentation plugin);
+        the targets are the images before augmentation, as in the official code.
+        """
         c = self.config
-        terms = [self._image_term(run, "real", d_real_features, real, c.lambda_real)]
+        terms = [self._image_term(run, "real", d_real_features, real_unaugmented, c.lambda_real)]
         if c.fake_target == "image":
-            terms.append(self._image_term(run, "fake", d_fake_features, fake, c.lambda_fake))
+            terms.append(self._image_term(run, "fake", d_fake_features, fake_unaugmented, c.lambda_fake))
         else:
             predicted = self.predict_state(run, d_fake_features)["x"]
             target = g_features[self.r].detach().float()
@@ -140,12 +144,14 @@ class GLeaD:
         return terms
 
     @hookimpl
-    def gancore_d_reg_loss(self, run: Any, real: Tensor, d_real_features: dict[int, Tensor]) -> LossTerm | None:
+    def gancore_d_reg_loss(
+        self, run: Any, real_unaugmented: Tensor, d_real_features: dict[int, Tensor]
+    ) -> LossTerm | None:
         """With ``real_in_dreg``: the real term again, times the lazy interval."""
         if not self.config.real_in_dreg:
             return None
         weight = self.config.lambda_real * run.config.train.d_reg_interval
-        return self._image_term(run, "real", d_real_features, real, weight)
+        return self._image_term(run, "real", d_real_features, real_unaugmented, weight)
 
     @hookimpl
     def gancore_model_card(self, run: Any) -> str:

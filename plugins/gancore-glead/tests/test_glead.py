@@ -7,7 +7,7 @@ import gancore
 from gancore.config import ConfigError
 from gancore.plugins import PluginError
 from gancore.testing import make_tiny_config
-from gancore.trainer import Run
+from gancore.run import Run
 from gancore_glead.distance import mse
 from gancore_glead.plugin import ATTACHMENT
 
@@ -46,7 +46,7 @@ def test_d_step_trains_the_heads_and_leaves_g_alone(backbone):
     run.G.zero_grad(set_to_none=True)
     g_params = {k: v.clone() for k, v in run.G.named_parameters()}
     g_opt = {i: {k: v.clone() for k, v in s.items()} for i, s in enumerate(run.opt_G.state.values())}
-    stats = run.d_main_phase(_real(run))
+    stats = run.trainer.d_main(_real(run))
     assert stats["Loss/D/glead_real"] > 0 and stats["Loss/D/glead_fake"] > 0
     for name, p in run.G.named_parameters():
         assert torch.equal(p, g_params[name]), name
@@ -95,7 +95,7 @@ def test_feature_target_compares_with_g_block_output(backbone):
     stats = run.last_stats
     assert 0.0 <= stats["Loss/D/glead_fake_feature"] <= 2.0 and "Loss/D/glead_fake" not in stats
     # The term's gradient reaches the feature head.
-    run.d_main_phase(_real(run))
+    run.trainer.d_main(_real(run))
     assert run.D.attachments[ATTACHMENT].heads["x"].weight.grad.abs().sum() > 0
 
 

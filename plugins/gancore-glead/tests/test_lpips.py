@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from gancore.checkpoint import CheckpointError
 from gancore.testing import make_tiny_config
-from gancore.trainer import Run
+from gancore.run import Run
 from gancore_glead.lpips import LPIPS, convert, load_lpips, main
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gancore.backbone import CAPABILITIES, BackboneSpec, DataInfo
-from gancore.trainer import Run
+from gancore.run import Run
 from gancore_stylegan2.config import StyleGAN2Config
 from gancore_stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator
 from gancore_stylegan2.plugin import StyleGAN2Backbone

@@ -22,5 +22,8 @@ def k_fraction_by_progress(fraction_done: float, gamma: float, nu: float) -> flo
 
 
 def kept_count(k_fraction: float, batch: int) -> int:
-    """The number of fakes kept in a batch of ``batch``: ``round(k_fraction * batch)``, at least 1."""
-    return min(batch, max(1, round(k_fraction * batch)))
+    """The number of fakes kept in a batch of ``batch``: ``floor(k_fraction * batch)``, at least 1.
+
+    Floored as the reference implementations do (``int(topk_rate * N)``).
+    """
+    return min(batch, max(1, int(k_fraction * batch)))

@@ -24,7 +24,7 @@ def topk_mask(scores: Tensor, k: int) -> Tensor:
 
 
 def global_topk_mask(scores: Tensor, k_per_rank_fraction: float) -> Tensor:
-    """Keep the top ``round(fraction * N * world)`` scores of all ranks; return this rank's mask.
+    """Keep the top ``floor(fraction * N * world)`` scores (at least 1) of all ranks; return this rank's mask.
 
     Every rank gathers all scores, ranks them the same way and keeps the entries of its own slice,
     so the ranks together keep exactly the global top k. Without an initialised process group

@@ -1,0 +1,77 @@
+"""Evaluation of a run's G_ema: the data set's own metrics, FID/KID/precision-recall, and the best checkpoint."""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from gancore.data import Dataset
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gancore.metrics.evaluate import Evaluation
+    from gancore.run import Run
+
+__all__ = ["evaluate", "keep_best", "measure"]
+
+#: Offset of the seed of the evaluation latents from the run's seed.
+EVAL_SEED_OFFSET = 0xE7A1
+
+
+def evaluate(run: "Run") -> dict[str, float]:
+    """Measure ``train.eval_samples`` samples of G_ema: the data set's own metrics (if any) and
+    ``train.metrics`` (FID, KID, precision/recall with ``train.metrics_extractor``).
+
+    The results become ``run.metrics`` (and how they were measured ``run.metrics_protocol``).
+    """
+    if run.dataset is None:
+        return {}
+    config = run.config.train
+    seed = config.seed + EVAL_SEED_OFFSET
+    results: dict[str, float] = {}
+    if run.dataset.has_quality_metrics:
+        results.update(run.dataset.quality_metrics(run.sample(config.eval_samples, seed=seed)) or {})
+    if config.metrics and run.data_info.is_image:
+        evaluation = measure(run, config.metrics, config.eval_samples, seed)
+        results.update(evaluation.metrics)
+        run.metrics_protocol = evaluation.protocol
+    if results:
+        run.metrics = dict(results)
+    return results
+
+
+def measure(
+    run: "Run",
+    metrics: Sequence[str],
+    n: int,
+    seed: int = 0,
+    extractor: str | None = None,
+    dataset: Dataset | None = None,
+    cache_dir: Path | None = None,
+) -> "Evaluation":
+    """FID, KID and/or precision/recall of ``n`` G_ema samples (latents of ``seed``) against the
+    first ``n`` items of ``dataset`` (default: the run's), with the features of ``extractor``
+    (default: ``train.metrics_extractor``, else the data set's default). Reference features
+    are cached in ``cache_dir`` (default: ``<run>/reference``, or the user cache folder)."""
+    from gancore.metrics.evaluate import default_cache_dir, evaluate as evaluate_features
+    from gancore.metrics.extractors import default_extractor
+
+    dataset = dataset if dataset is not None else run.dataset
+    if dataset is None:
+        raise ValueError("this run has no data set to measure against; pass one")
+    name = extractor or run.config.train.metrics_extractor or default_extractor(run.config.data.name)
+    if run.extractor is None or run.extractor[0] != name:
+        run.extractor = (name, run.manager.feature_extractor(name, run.device))
+    if cache_dir is None:
+        cache_dir = run.out_dir / "reference" if run.out_dir is not None else default_cache_dir()
+    return evaluate_features(
+        lambda count, s: run.sample(count, seed=s), dataset, run.config.data, name, run.extractor[1],
+        tuple(metrics), n, seed, cache_dir,
+    )
+
+
+def keep_best(run: "Run") -> None:
+    """Save ``checkpoints/best`` when the newest FID is the lowest so far."""
+    fid = run.metrics.get("Metrics/fid")
+    if fid is None or (run.best_fid is not None and fid >= run.best_fid):
+        return
+    run.best_fid = fid
+    if run.out_dir is not None:
+        run.save_checkpoint(name="best")

@@ -1,0 +1,457 @@
+"""The run: config, plugins, data, networks and optimizers, and how a run is built, resumed and checkpointed."""
+
+import contextlib
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from gancore import checkpoint as ckpt
+from gancore.backbone import PLUGIN_MODULE_GROUPS, BackboneSpec, DataInfo, count_parameters
+from gancore.config import META_KEY, ConfigError, RunConfig, parse_run_config
+from gancore.data import Dataset, build_dataset, epoch_of
+from gancore.distributed import init_from_environment, is_distributed, rank, rank_slice, world_size
+from gancore.plugins import PluginManager
+from gancore.samples import save_samples
+from gancore.sampling import draw_samples
+from gancore.trainer import Trainer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gancore.metrics.evaluate import Evaluation
+
+__all__ = ["Run", "resolve_device"]
+
+#: Offset of the seed of the fixed sample-grid latents from the run's seed.
+_GRID_SEED_OFFSET = 0x5EED
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn ``train.device`` into a torch device ("auto": CUDA when available, else CPU)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but CUDA is not available here")
+    return device
+
+
+def lazy_adam(params: Any, lr: float, betas: tuple[float, float], interval: int) -> torch.optim.Adam:
+    """Adam for a network whose regulariser runs every ``interval`` steps in its own phase.
+
+    StyleGAN2's lazy regularisation: lr and betas are scaled by ``interval / (interval + 1)`` so
+    the effective update matches a regulariser applied every step. As in NVIDIA's training loop
+    this depends only on the interval, not on whether the regulariser's weight is zero.
+    """
+    ratio = interval / (interval + 1)
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=1e-8)
+
+
+class Run:
+    """One training session: config, plugins, data, networks, optimizers and counters.
+
+    Build it with :meth:`build` (or :func:`gancore.train`), continue one with :meth:`resume`,
+    train it with :meth:`train`. Its training step and phases are :attr:`trainer`'s
+    (:class:`~gancore.trainer.Trainer`). ``out_dir`` None keeps everything in memory (no stats
+    file, samples or checkpoints).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        manager: PluginManager,
+        backbone: BackboneSpec,
+        data_info: DataInfo,
+        dataset: Dataset | None,
+        device: torch.device,
+        out_dir: Path | None,
+    ):
+        from gancore.stats import StatsLog
+
+        self.config = config
+        self.manager = manager
+        self.hooks = manager.hooks
+        self.backbone = backbone
+        self.data_info = data_info
+        self.dataset = dataset
+        self.device = device
+        self.out_dir = out_dir
+        self.plugins: dict[str, Any] = dict(manager.run_plugins)
+        #: False when the run is rebuilt only to load or sample its networks (no training).
+        self.for_training = True
+        self.step = 0
+        #: Real images shown to D so far, over all processes.
+        self.nimg = 0
+        self.rng = torch.Generator().manual_seed(config.train.seed)
+        self.pl_mean = torch.zeros((), device=device)
+        self.G: nn.Module
+        self.D: nn.Module
+        self.G_ema: nn.Module
+        #: The networks the main phases run (``torch.compile`` wrappers with ``train.compile``).
+        self.G_main: nn.Module
+        self.D_main: nn.Module
+        self.opt_G: torch.optim.Optimizer | None = None
+        self.opt_D: torch.optim.Optimizer | None = None
+        #: The training step and its phases.
+        self.trainer = Trainer(self)
+        self.last_stats: dict[str, float] = {}
+        #: The newest evaluation (``Metrics/...``), empty until the first one.
+        self.metrics: dict[str, float] = {}
+        #: How the newest ``Metrics/fid`` etc. were measured (extractor, sample counts, reference set).
+        self.metrics_protocol: dict[str, Any] = {}
+        #: The lowest FID measured so far (its checkpoint is ``checkpoints/best``).
+        self.best_fid: float | None = None
+        #: The loaded feature extractor of :meth:`measure`, with its name.
+        self.extractor: tuple[str, nn.Module] | None = None
+        self.log = StatsLog(
+            out_dir / "stats.jsonl" if out_dir is not None else None,
+            out_dir / "tensorboard" if out_dir is not None and config.train.tensorboard else None,
+        )
+
+    # -- building -----------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        config: RunConfig | Mapping[str, Any],
+        out_dir: str | Path | None = None,
+        *,
+        manager: PluginManager | None = None,
+        dataset: Dataset | None = None,
+        data_info: DataInfo | None = None,
+        for_training: bool = True,
+    ) -> "Run":
+        """Build a run: plugins, data, networks, ``gancore_setup``, G_ema and optimizers.
+
+        ``config`` is a :class:`RunConfig` or a raw run-file dict. Without ``dataset`` the data
+        set named in the config is loaded, unless ``data_info`` is given and ``for_training`` is
+        False (rebuilding a run to sample from it). Nothing is written until training starts.
+        """
+        manager = manager or PluginManager()
+        if not isinstance(config, RunConfig):
+            config = parse_run_config(
+                config, manager.backbone_config_class, manager.config_class, source="<config>"
+            )
+        torch.manual_seed(config.train.seed)
+        try:
+            device = init_from_environment(config.train.device) if for_training else None
+            device = device or resolve_device(config.train.device)
+        except RuntimeError as exc:
+            raise ConfigError("the run config", [f"train.device: {exc}"]) from None
+        if rank() != 0:
+            out_dir = None  # rank 0 alone writes logs, samples and checkpoints
+        if for_training:
+            _check_batch_split(config)
+        if dataset is None and (for_training or data_info is None):
+            dataset = build_dataset(config.data)
+        info = dataset.info if dataset is not None else data_info
+        assert info is not None
+        backbone = manager.backbone(config.backbone.name)
+        try:
+            backbone_config = backbone.resolve_config(config.backbone.config, info)
+        except ValueError as exc:
+            raise ConfigError("the run config", [f"backbone: {exc}"]) from None
+        config = config.evolve(backbone=attrs.evolve(config.backbone, config=backbone_config))
+        manager.load_run_plugins(config.plugins)
+        manager.check_pending()
+        manager.check_requirements(backbone)
+        if config.train.pl_weight > 0 and "path_length" not in backbone.capabilities:
+            raise ConfigError(
+                "the run config",
+                [f"train.pl_weight: backbone {backbone.name!r} has no path_length capability; set it to 0"],
+            )
+        run = cls(config, manager, backbone, info, dataset, device, Path(out_dir) if out_dir else None)
+        run.for_training = for_training
+        run.G = backbone.generator_class(backbone_config).to(device)
+        run.D = backbone.discriminator_class(backbone_config).to(device)
+        run.hooks.setup(run)
+        run.G.to(device)
+        run.D.to(device)
+        run.G_ema = copy.deepcopy(run.G).eval().requires_grad_(False)
+        train = config.train
+        run.G_main, run.D_main = run.G, run.D
+        if train.compile and for_training:
+            # Only the main phases: compiled graphs cannot be differentiated twice (R1, path length).
+            run.G_main = torch.compile(run.G, backend=train.compile_backend)
+            run.D_main = torch.compile(run.D, backend=train.compile_backend)
+        run.opt_G = lazy_adam(run.G.parameters(), train.g_lr, train.betas, train.g_reg_interval)
+        run.opt_D = lazy_adam(run.D.parameters(), train.d_lr, train.betas, train.d_reg_interval)
+        return run
+
+    @classmethod
+    def resume(
+        cls, path: str | Path, steps: int | None = None, *, manager: PluginManager | None = None
+    ) -> "Run":
+        """Rebuild a run from its newest checkpoint (or a given checkpoint folder).
+
+        ``steps`` extends (or shortens) the run's total length. The run keeps writing into the
+        run folder that holds the checkpoint.
+        """
+        checkpoint = ckpt.find_checkpoint(path)
+        state = ckpt.read_state(checkpoint)
+        raw = dict(state["config"])
+        if steps is not None:
+            raw["train"] = {**raw.get("train", {}), "steps": steps}
+        run_dir = checkpoint.parent.parent
+        run = cls.build(raw, out_dir=run_dir, manager=manager)
+        run.load_checkpoint(checkpoint, state)
+        return run
+
+    @classmethod
+    def for_sampling(cls, path: str | Path, *, manager: PluginManager | None = None) -> "Run":
+        """Rebuild a run from a checkpoint to sample from it, without loading its data set."""
+        return cls.from_checkpoint(path, ("G_ema",), manager=manager)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, components: tuple[str, ...] = ("G_ema",), *, manager: PluginManager | None = None
+    ) -> "Run":
+        """Rebuild a run's networks from a run or checkpoint folder, loading ``components``
+        (any of ``"G"``, ``"D"``, ``"G_ema"``) strictly; no data set, no optimizers' state.
+
+        The run's plugins are set up as in training, so modules they attach are part of the
+        networks (and a plugin that is not installed is an error naming it).
+        """
+        checkpoint = ckpt.find_checkpoint(path)
+        state = ckpt.read_state(checkpoint)
+        info = DataInfo(**{k: tuple(v) if k == "shape" else v for k, v in state["data_info"].items()})
+        run = cls.build(state["config"], manager=manager, data_info=info, for_training=False)
+        for component in components:
+            if component not in ("G", "D", "G_ema"):
+                raise ValueError(f"unknown component {component!r}; expected G, D or G_ema")
+            ckpt.load_module(getattr(run, component), checkpoint / f"{component}.safetensors")
+        run.step, run.nimg = state["step"], state["nimg"]
+        return run
+
+    # -- counters and sizes -------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The data epoch of the current step (0-based)."""
+        return epoch_of(len(self.dataset), self.config.train.batch, self.step) if self.dataset else 0
+
+    @property
+    def kimg(self) -> float:
+        """Thousands of real images shown to D so far."""
+        return self.nimg / 1000
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameter counts of G, D and G_ema, of modules plugins own outside them (e.g. a teacher),
+        of the networks' top-level blocks, and of the modules plugins attached."""
+        counts = {"G": count_parameters([self.G]), "D": count_parameters([self.D]), "G_ema": count_parameters([self.G_ema])}
+        counts.update(self.hooks.parameter_counts(self))
+        for net_name, net in (("G", self.G), ("D", self.D)):
+            for child_name, child in net.named_children():
+                if child_name not in PLUGIN_MODULE_GROUPS and count_parameters([child]):
+                    counts[f"{net_name}.{child_name}"] = count_parameters([child])
+            for group in PLUGIN_MODULE_GROUPS:
+                modules = getattr(net, group, None)
+                if modules is not None:
+                    for name, module in modules.items():
+                        counts[f"{net_name}.{group}.{name}"] = count_parameters([module])
+        return counts
+
+    # -- the networks' inputs and passes ------------------------------------------------------
+
+    def generator_inputs(
+        self, batch_size: int, c: Tensor | None = None, rng: torch.Generator | None = None
+    ) -> dict[str, Any]:
+        """Latents ``z``, labels ``c`` and the plugins' ``cond`` for one G forward."""
+        rng = self.rng if rng is None else rng
+        # Under data parallelism every rank draws the global batch and keeps its slice.
+        shard = rank_slice(batch_size * world_size()) if rng is self.rng and is_distributed() else None
+        size = batch_size * world_size() if shard is not None else batch_size
+        z = torch.randn(size, self.G.z_dim, generator=rng).to(self.device)
+        if c is None and self.data_info.c_dim > 0:
+            labels = torch.randint(self.data_info.c_dim, (size,), generator=rng)
+            c = torch.nn.functional.one_hot(labels, self.data_info.c_dim).float().to(self.device)
+            c = c[shard] if shard is not None else c
+        cond = self.hooks.generator_inputs(self, size, rng)
+        if shard is not None:
+            z = z[shard]
+            cond = {key: value[shard] for key, value in cond.items()}
+        return {"z": z, "c": c, "cond": cond}
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The mixed-precision context of the main phases (bf16 autocast with ``train.precision = "bf16"``)."""
+        if self.config.train.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def discriminate(
+        self, images: Tensor, c: Tensor | None = None, *, features: bool = False, double_backward: bool = False
+    ) -> Tensor | tuple[Tensor, dict[int, Tensor]]:
+        """D's logits ``[N]`` (float32) for ``images``, exactly as the core's own passes run D.
+
+        That is the main phases' D (compiled with ``train.compile``) under the run's autocast.
+        With ``double_backward`` (a penalty on D's input gradient, such as R1, differentiates the
+        result twice) it is the eager D in full precision, as in the Dreg phase. With
+        ``features`` the result is ``(logits, {resolution: block_output})``, attached to the
+        graph. Whether D's weights get gradients is up to the phase (D is frozen in Gmain).
+        """
+        net, context = (self.D, contextlib.nullcontext()) if double_backward else (self.D_main, self.autocast())
+        with context:
+            if features:
+                logits, block_outputs = net(images, c, features=True)
+                return logits.float(), block_outputs
+            return net(images, c).float()
+
+    # -- training and evaluation --------------------------------------------------------------
+
+    def train(self, steps: int | None = None) -> "Run":
+        """Train until ``steps`` (default ``train.steps``) steps are done; write logs, samples, checkpoints."""
+        from gancore.loop import train
+
+        return train(self, steps)
+
+    def evaluate(self) -> dict[str, float]:
+        """Measure ``train.eval_samples`` samples of G_ema: the data set's own metrics (if any) and
+        ``train.metrics`` (see :func:`gancore.evaluation.evaluate`)."""
+        from gancore.evaluation import evaluate
+
+        return evaluate(self)
+
+    def measure(
+        self,
+        metrics: Sequence[str],
+        n: int,
+        seed: int = 0,
+        extractor: str | None = None,
+        dataset: Dataset | None = None,
+        cache_dir: Path | None = None,
+    ) -> "Evaluation":
+        """FID, KID and/or precision/recall of ``n`` G_ema samples (see :func:`gancore.evaluation.measure`)."""
+        from gancore.evaluation import measure
+
+        return measure(self, metrics, n, seed, extractor, dataset, cache_dir)
+
+    def to(self, device: torch.device | str) -> "Run":
+        """Move G, D and G_ema (and where plugins draw G's inputs) to ``device``; returns the run."""
+        self.device = torch.device(device)
+        for net in (self.G, self.D, self.G_ema):
+            net.to(self.device)
+        return self
+
+    # -- samples ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        network: str = "G_ema",
+        c: Tensor | None = None,
+        cond: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
+        """Generate ``n`` samples from fixed latents of ``seed`` with G_ema (or ``"G"``).
+
+        ``c`` gives the labels (default: the classes in turn). ``cond`` gives some of G's extra
+        inputs yourself (e.g. EqGAN-SA's ``heatmap``), each ``[n, ...]``; they replace what the
+        plugins would draw, and the rest is drawn as usual.
+        """
+        return draw_samples(
+            getattr(self, network), n, seed, c, cond, lambda size, rng: self.hooks.generator_inputs(self, size, rng)
+        )
+
+    def save_sample_grid(self, path: Path, n: int | None = None) -> Path:
+        """Save a grid (or, for 2-D data, a scatter plot with real points) from the fixed latents."""
+        seed = self.config.train.seed + _GRID_SEED_OFFSET
+        if self.data_info.is_image:
+            return save_samples(path, self.sample(n or self.config.train.grid, seed=seed))
+        count = n or 2000
+        real = None
+        if self.dataset is not None:
+            real = self.dataset.get(torch.arange(min(count, len(self.dataset))))[0]
+        return save_samples(path, self.sample(count, seed=seed), real)
+
+    # -- config and checkpoints ---------------------------------------------------------------
+
+    def resolved_config(self) -> dict[str, Any]:
+        """The fully resolved config in run-file shape, with versions under ``gancore``."""
+        import gancore
+
+        owner = self.manager.backbone_owner(self.backbone.name)
+        raw = self.config.to_dict()
+        raw[META_KEY] = {
+            "version": gancore.__version__,
+            "backbone_plugin": owner,
+            "plugins": self.manager.versions([*self.config.plugin_names, owner or ""]),
+            "data_info": data_info_dict(self.data_info),
+        }
+        return raw
+
+    def save_checkpoint(self, name: str | None = None) -> Path:
+        """Write a checkpoint of the current step into ``out_dir/checkpoints`` atomically
+        (``step-NNNNNN``, or ``name`` such as ``best``)."""
+        if self.out_dir is None:
+            raise RuntimeError("this run has no output folder; build it with out_dir to save checkpoints")
+        assert self.opt_G is not None and self.opt_D is not None
+        extra = {"rng.run": self.rng.get_state(), "rng.torch": torch.get_rng_state(), "pl_mean": self.pl_mean}
+        if self.device.type == "cuda":
+            extra["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {
+            "step": self.step,
+            "nimg": self.nimg,
+            "config": self.resolved_config(),
+            "data_info": data_info_dict(self.data_info),
+            "plugins": self.hooks.state_dict(self),
+            "metrics": self.metrics,
+            "metrics_protocol": self.metrics_protocol,
+            "best_fid": self.best_fid,
+        }
+        return ckpt.write_checkpoint(
+            self.out_dir / "checkpoints",
+            self.step,
+            {"G": self.G, "G_ema": self.G_ema, "D": self.D},
+            {"G": self.opt_G, "D": self.opt_D},
+            extra,
+            state,
+            keep=self.config.train.keep_checkpoints,
+            name=name,
+        )
+
+    def load_checkpoint(self, checkpoint: Path, state: Mapping[str, Any] | None = None) -> None:
+        """Load networks, optimizers, counters, RNG states and plugin state from a checkpoint."""
+        state = ckpt.read_state(checkpoint) if state is None else state
+        for name in ("G", "G_ema", "D"):
+            ckpt.load_module(getattr(self, name), checkpoint / f"{name}.safetensors")
+        assert self.opt_G is not None and self.opt_D is not None
+        ckpt.load_optimizer(self.opt_G, checkpoint / "optim-G.safetensors", state["optimizers"]["G"])
+        ckpt.load_optimizer(self.opt_D, checkpoint / "optim-D.safetensors", state["optimizers"]["D"])
+        extra = ckpt.read_tensors(checkpoint / "run.safetensors")
+        self.rng.set_state(extra["rng.run"])
+        torch.set_rng_state(extra["rng.torch"])
+        if self.device.type == "cuda" and "rng.cuda" in extra:
+            torch.cuda.set_rng_state(extra["rng.cuda"], self.device)
+        self.pl_mean = extra["pl_mean"].to(self.device)
+        self.step, self.nimg = int(state["step"]), int(state["nimg"])
+        self.metrics = dict(state.get("metrics") or {})
+        self.metrics_protocol = dict(state.get("metrics_protocol") or {})
+        self.best_fid = state.get("best_fid")
+        self.hooks.load_state_dict(self, state.get("plugins", {}))
+        if self.out_dir is not None:
+            # Lines logged after this checkpoint (by a run that then stopped) are logged again.
+            self.log.truncate_after(self.step)
+
+
+def _check_batch_split(config: RunConfig) -> None:
+    """The global batch must split evenly over the processes, and each process's over its micro-batches."""
+    train = config.train
+    if train.batch % world_size():
+        raise ConfigError("the run config", [
+            f"train.batch: {train.batch} is the global batch and must be divisible by the "
+            f"number of processes ({world_size()})"
+        ])
+    per_process = train.batch // world_size()
+    if train.batch_per_gpu and per_process % train.batch_per_gpu:
+        raise ConfigError("the run config", [
+            f"train.batch_per_gpu: {train.batch_per_gpu} must divide the batch of each process "
+            f"({train.batch} / {world_size()} = {per_process}); the rest is gradient accumulation"
+        ])
+
+
+def data_info_dict(info: DataInfo) -> dict[str, Any]:
+    """``DataInfo`` as the JSON of config.json and state.json."""
+    return {"name": info.name, "shape": list(info.shape), "c_dim": info.c_dim}
