@@ -101,7 +101,12 @@ def r1_penalty(d_real: Tensor, real: Tensor) -> Tensor:
 
 
 def path_length_penalty(
-    images: Tensor, w: Tensor, pl_mean: Tensor, decay: float, reduce: Callable[[Tensor], Tensor] | None = None
+    images: Tensor,
+    w: Tensor,
+    pl_mean: Tensor,
+    decay: float,
+    reduce: Callable[[Tensor], Tensor] | None = None,
+    noise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """StyleGAN2's path length regulariser, as NVIDIA's loss computes it.
 
@@ -111,11 +116,12 @@ def path_length_penalty(
     through this batch's mean length, as in NVIDIA's code. ``w`` is ``[N, w_dim]``, or
     ``[N, layers, w_dim]`` for per-layer latents, whose squared lengths are averaged over the
     layers. ``reduce`` averages the batch's mean length over processes, differentiably (so every
-    rank keeps the same running mean and N processes give the gradients of one).
+    rank keeps the same running mean and N processes give the gradients of one). ``noise`` is the
+    unscaled normal noise ``y`` (default: drawn here with ``torch.randn_like``).
     """
     pixels = math.prod(images.shape[2:]) if images.ndim > 2 else 1
-    noise = torch.randn_like(images) / math.sqrt(pixels)
-    (grad,) = torch.autograd.grad((images * noise).sum(), w, create_graph=True)
+    noise = torch.randn_like(images) if noise is None else noise
+    (grad,) = torch.autograd.grad((images * noise / math.sqrt(pixels)).sum(), w, create_graph=True)
     squared = grad.square().sum(-1)
     lengths = (squared.mean(1) if squared.ndim == 2 else squared).sqrt()
     batch_mean = lengths.mean()

@@ -255,6 +255,17 @@ class Run:
 
     # -- the networks' inputs and passes ------------------------------------------------------
 
+    def randn(self, batch_size: int, *shape: int) -> Tensor:
+        """Normal noise ``[batch_size, *shape]`` on the run's device from the run's generator.
+
+        Under data parallelism the global batch's noise is drawn and this rank's rows kept, so the
+        noise does not depend on the number of processes (and differs between ranks).
+        """
+        if not is_distributed():
+            return torch.randn(batch_size, *shape, generator=self.rng).to(self.device)
+        noise = torch.randn(batch_size * world_size(), *shape, generator=self.rng)
+        return noise[rank_slice(batch_size * world_size())].to(self.device)
+
     def generator_inputs(
         self, batch_size: int, c: Tensor | None = None, rng: torch.Generator | None = None
     ) -> dict[str, Any]:

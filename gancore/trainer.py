@@ -152,7 +152,8 @@ class Trainer:
         index, rounds = self.accumulation
         if index == 0:
             optimizer.zero_grad(set_to_none=True)
-        (loss / rounds if rounds > 1 else loss).backward()
+        if loss.requires_grad:  # a loss cut off from every parameter (a detaching augmentation) has nothing to give
+            (loss / rounds if rounds > 1 else loss).backward()
         if index == rounds - 1:
             average_gradients(p for group in optimizer.param_groups for p in group["params"])
             optimizer.step()
@@ -348,8 +349,9 @@ class Trainer:
             if not ws.requires_grad:
                 ws.requires_grad_(True)
             images = run.G.synthesis(ws, cond=inputs["cond"])
+            noise = run.randn(pl_batch, *images.shape[1:]).to(images.dtype)
             penalty, lengths, run.pl_mean = path_length_penalty(
-                images, ws, run.pl_mean, train.pl_decay, reduce=mean_over_ranks
+                images, ws, run.pl_mean, train.pl_decay, reduce=mean_over_ranks, noise=noise
             )
             loss = (penalty.mean() * train.pl_weight + graph_anchor(images)) * train.g_reg_interval
             self.optimize(run.opt_G, loss)

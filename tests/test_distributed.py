@@ -18,11 +18,14 @@ def _free_port() -> int:
 
 
 def _train(raw: dict, out_dir: str | None) -> dict[str, torch.Tensor]:
+    """Train a run; its G, D and G_ema weights, image count and running path-length mean."""
     from gancore.run import Run
 
     run = Run.build(raw, out_dir=out_dir).train()
-    return {f"G.{k}": v.detach().clone() for k, v in run.G.state_dict().items()} | {
-        f"D.{k}": v.detach().clone() for k, v in run.D.state_dict().items()}
+    result = {"nimg": torch.tensor(run.nimg), "pl_mean": run.pl_mean.detach().clone()}
+    for net in ("G", "D", "G_ema"):
+        result |= {f"{net}.{k}": v.detach().clone() for k, v in getattr(run, net).state_dict().items()}
+    return result
 
 
 def _worker(rank: int, world: int, port: int, raw: dict, out_dir: str, result_path: str) -> None:
@@ -45,13 +48,24 @@ def _two_processes(raw: dict, tmp_path) -> tuple[dict, dict]:
     return load_file(result), load_file(result + ".rank1")
 
 
-@pytest.mark.parametrize("plugins", [[], ["topk"]], ids=["core", "topk"])
-def test_two_processes_match_one(tmp_path, plugins):
-    raw = make_tiny_config("mlp", plugins, steps=4, batch=16, d_reg_interval=2)
+@pytest.mark.parametrize("plugins,batch_per_gpu", [([], None), (["topk"], None), (["topk"], 4)],
+                         ids=["core", "topk", "topk-accumulation"])
+def test_two_processes_match_one(tmp_path, plugins, batch_per_gpu):
+    """G, D, G_ema, the image count and the path-length mean of 2 processes equal those of 1.
+
+    With ``batch_per_gpu = 4`` each process accumulates 2 micro-batches of its 8 samples, while
+    the single process takes its 16 at once: top-k still keeps the global top k of all 16. (Path
+    length is off there: like NVIDIA's, it updates its running mean once per micro-batch.)
+    """
+    pl_weight = 0.0 if batch_per_gpu else 1.0
+    raw = make_tiny_config("mlp", plugins, steps=4, batch=16, d_reg_interval=2, pl_weight=pl_weight, g_reg_interval=2)
     if plugins:  # make top-k bite from the first step: k falls to half the batch over the run
         raw["plugins"] = [{"name": "topk", "gamma": 0.5, "nu": 0.5, "schedule": "progress"}]
     single = _train(raw, None)
+    if batch_per_gpu:
+        raw["train"]["batch_per_gpu"] = batch_per_gpu
     rank0, rank1 = _two_processes(raw, tmp_path)
+    assert int(rank0["nimg"]) == int(single["nimg"]) == 4 * 16  # the global batch, not this process's
     for name, value in single.items():
         assert torch.allclose(rank0[name], value, atol=1e-5), name
         assert torch.equal(rank0[name], rank1[name]), name  # the ranks stay identical
@@ -82,13 +96,42 @@ def test_batch_must_split_evenly(monkeypatch):
         Run.build(make_tiny_config("mlp", batch=8))
 
 
-def test_gradient_accumulation_matches_one_big_batch():
-    raw = make_tiny_config("mlp", steps=3, batch=16, d_reg_interval=2)
+@pytest.mark.parametrize("plugins", [[], [{"name": "topk", "gamma": 0.5, "nu": 0.5, "schedule": "progress"}]],
+                         ids=["core", "topk"])
+def test_gradient_accumulation_matches_one_big_batch(plugins):
+    """On the mlp (no per-forward noise, no batch statistics) accumulation is exact, top-k included:
+    its k < B fakes are chosen over the whole batch, not within each micro-batch."""
+    raw = make_tiny_config("mlp", plugins, steps=3, batch=16, d_reg_interval=2)
     whole = _train(raw, None)
     raw["train"]["batch_per_gpu"] = 4
     accumulated = _train(raw, None)
     for name, value in whole.items():
         assert torch.allclose(accumulated[name], value, atol=1e-5), name
+
+
+def test_accumulated_topk_keeps_the_top_k_of_the_batch(register_plugin):
+    """The weights hook sees the whole batch once per step, and G learns from those k fakes only."""
+    from gancore import hookimpl
+    from gancore.run import Run
+
+    class Spy:
+        name = "spy"
+
+        def __init__(self):
+            self.calls = []
+
+        @hookimpl
+        def gancore_sample_weights(self, d_fake):
+            self.calls.append(d_fake.shape[0])
+
+    spy = Spy()
+    register_plugin(spy)
+    raw = make_tiny_config("mlp", [{"name": "topk", "gamma": 0.25, "nu": 0.25, "schedule": "progress"}, "spy"],
+                           steps=2, batch=16, batch_per_gpu=4)
+    run = Run.build(raw).train()
+    assert spy.calls == [16, 16]  # once per step, over all 4 micro-batches
+    assert run.plugins["topk"].last_mask.shape == (16,)
+    assert run.last_stats["Loss/G/weight_sum"] == int(16 * 0.25 ** 0.5)  # floor(k_fraction * B) kept
 
 
 def test_batch_per_gpu_must_divide_the_batch():

@@ -295,3 +295,41 @@ def test_compile_with_the_method_plugins():
     run = Run.build(make_tiny_config("dcgan", ["topk", "glead", "eqgan_sa"], steps=2, compile=True,
                                      compile_backend="aot_eager", **{"data.resolution": 16})).train()
     assert all(math.isfinite(v) for v in run.last_stats.values())
+
+
+def test_path_length_batch_has_style_mixing():
+    """As in NVIDIA's loss, the Greg batch goes through style mixing: its ws differ across layers."""
+    pytest.importorskip("gancore_stylegan2")
+    recorded = {}
+
+    def run_greg(mixing):
+        run = Run.build(make_tiny_config("stylegan2", pl_weight=1.0, **{"backbone.style_mixing": mixing}))
+        synthesis = run.G.synthesis
+        run.G.synthesis = lambda ws, **kw: recorded.__setitem__(mixing, ws.detach().clone()) or synthesis(ws, **kw)
+        torch.manual_seed(3)
+        run.trainer.g_reg(8)
+        return recorded[mixing]
+
+    mixed, plain = run_greg(1.0), run_greg(0.0)
+    assert plain.shape[1] > 1 and torch.equal(plain, plain[:, :1].expand_as(plain))  # one w broadcast to every layer
+    assert not torch.equal(mixed[:, :1].expand_as(mixed), mixed)  # later layers' ws from a second latent
+    assert torch.equal(mixed[:, 0], plain[:, 0])
+
+
+def test_path_length_penalty_keeps_the_gradient_of_the_running_mean():
+    """NVIDIA: pl_mean = lerp(pl_mean, lengths.mean(), decay) enters the penalty attached; only the stored copy is detached."""
+    from gancore.losses import path_length_penalty
+
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, requires_grad=True)
+    images = (w * torch.arange(1.0, 4.0)).view(4, 3, 1, 1) ** 2
+    noise = torch.randn_like(images)
+    pl_mean = torch.tensor(0.5)
+    penalty, lengths, stored = path_length_penalty(images, w, pl_mean, 0.3, noise=noise)
+    (grad,) = torch.autograd.grad(penalty.mean(), w, retain_graph=True)
+    attached = (lengths - pl_mean.lerp(lengths.mean(), 0.3)).square().mean()
+    detached = (lengths - pl_mean.lerp(lengths.mean().detach(), 0.3)).square().mean()
+    (expected,) = torch.autograd.grad(attached, w, retain_graph=True)
+    (other,) = torch.autograd.grad(detached, w)
+    assert torch.allclose(grad, expected) and not torch.allclose(grad, other)
+    assert not stored.requires_grad and torch.allclose(stored, pl_mean.lerp(lengths.mean(), 0.3))
