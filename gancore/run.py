@@ -3,13 +3,13 @@
 import contextlib
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import attrs
 import torch
 from torch import Tensor, nn
 
-from gancore import checkpoint as ckpt
+from gancore import checkpoint as ckpt, evaluation, loop
 from gancore.backbone import PLUGIN_MODULE_GROUPS, BackboneSpec, DataInfo, count_parameters
 from gancore.config import META_KEY, ConfigError, RunConfig, parse_run_config
 from gancore.data import Dataset, build_dataset, epoch_of
@@ -18,9 +18,6 @@ from gancore.plugins import PluginManager
 from gancore.samples import save_samples
 from gancore.sampling import draw_samples
 from gancore.trainer import Trainer
-
-if TYPE_CHECKING:  # pragma: no cover
-    from gancore.metrics.evaluate import Evaluation
 
 __all__ = ["Run", "resolve_device"]
 
@@ -309,34 +306,11 @@ class Run:
                 return logits.float(), block_outputs
             return net(images, c).float()
 
-    # -- training and evaluation --------------------------------------------------------------
+    # -- training and evaluation (implemented in gancore.loop and gancore.evaluation) -------------
 
-    def train(self, steps: int | None = None) -> "Run":
-        """Train until ``steps`` (default ``train.steps``) steps are done; write logs, samples, checkpoints."""
-        from gancore.loop import train
-
-        return train(self, steps)
-
-    def evaluate(self) -> dict[str, float]:
-        """Measure ``train.eval_samples`` samples of G_ema: the data set's own metrics (if any) and
-        ``train.metrics`` (see :func:`gancore.evaluation.evaluate`)."""
-        from gancore.evaluation import evaluate
-
-        return evaluate(self)
-
-    def measure(
-        self,
-        metrics: Sequence[str],
-        n: int,
-        seed: int = 0,
-        extractor: str | None = None,
-        dataset: Dataset | None = None,
-        cache_dir: Path | None = None,
-    ) -> "Evaluation":
-        """FID, KID and/or precision/recall of ``n`` G_ema samples (see :func:`gancore.evaluation.measure`)."""
-        from gancore.evaluation import measure
-
-        return measure(self, metrics, n, seed, extractor, dataset, cache_dir)
+    train = loop.train
+    evaluate = evaluation.evaluate
+    measure = evaluation.measure
 
     def to(self, device: torch.device | str) -> "Run":
         """Move G, D and G_ema (and where plugins draw G's inputs) to ``device``; returns the run."""

@@ -190,3 +190,30 @@ def test_docs_list_every_config_field():
     page = (Path(__file__).resolve().parents[3] / "docs" / "methods" / "glead.md").read_text()
     missing = [f.name for f in attrs.fields(GLeaDConfig) if f"| `{f.name}` |" not in page]
     assert not missing, f"docs/methods/glead.md lacks {missing}"
+
+
+def test_d_sees_augmented_images_and_the_targets_are_the_originals(register_plugin):
+    """As in the official code: D's features come from the augmented batch, the reconstruction
+    targets are the images before augmentation (in Dmain and, with real_in_dreg, in Dreg)."""
+    from gancore import hookimpl
+
+    class Negate:
+        name = "negate"
+
+        @hookimpl
+        def gancore_augment(self, images):
+            return -images
+
+    register_plugin(Negate)
+    run = Run.build(make_tiny_config("dcgan", ["negate", {"name": "glead", "real_in_dreg": True}], d_reg_interval=1))
+    plugin = run.plugins["glead"]
+    targets, d_inputs = [], []
+    distance = plugin.distance
+    plugin.distance = lambda reconstruction, target: targets.append(target) or distance(reconstruction, target)
+    run.D.register_forward_pre_hook(lambda module, args: d_inputs.append(args[0].detach().clone()))
+    real = _real(run)
+    run.trainer.d_main(real)
+    assert torch.equal(d_inputs[0], -real) and torch.equal(targets[0], real)  # reals
+    assert torch.equal(targets[1], -d_inputs[1])  # fakes: D saw -fake, the target is fake
+    run.trainer.d_reg(real)
+    assert torch.equal(d_inputs[2], -real) and torch.equal(targets[2], real)
