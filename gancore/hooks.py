@@ -1,6 +1,7 @@
 """The facade through which the core calls hooks: one method per hook, applying its combine rule."""
 
 import json
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
@@ -152,6 +153,15 @@ class Hooks:
             if result is None:
                 continue
             _check_same_shape(plugin, hook, f"{source} images ({phase})", images, result)
+            if images.requires_grad and not result.requires_grad:
+                if phase == "Dreg":
+                    _bad_result(plugin, hook, "returned images cut off from the graph in the Dreg phase; R1 is "
+                                              "taken through the transform, which must be differentiable")
+                warnings.warn(
+                    f"plugin {plugin!r}: gancore_augment returned {source} images cut off from the graph in "
+                    f"the {phase} phase, so no gradient flows back through D's score of them",
+                    stacklevel=2,
+                )
             images = result
         return images
 

@@ -114,7 +114,9 @@ def gancore_step_start(run: "Run") -> None:
 def gancore_generator_inputs(run: "Run", batch_size: int, rng: "torch.Generator") -> "dict[str, Tensor] | None":
     """Provide extra inputs (``cond``) for a forward pass of G.
 
-    Called before every G forward in training (Dmain, Gmain, Greg) and for sample grids.
+    Called before every G forward in training (Dmain, Gmain, Greg) and for sample grids (under
+    gradient accumulation with a sample-weighting plugin, the Gmain micro-batch trained after the
+    scoring pass reuses the inputs drawn for it).
 
     :param run: the running training session.
     :param batch_size: number of samples G is about to generate.
@@ -165,7 +167,12 @@ def gancore_augment(
       respect to the images *before* this transform (as in NVIDIA's loss with ADA), so the
       transform must be differentiable here too;
     - ``"Gmain"``: the fakes, attached to G's graph: G learns through the transform, so it must
-      be differentiable (a transform that detaches cuts G off from D's score of the fakes).
+      be differentiable (a transform that detaches cuts G off from D's score of the fakes, with a
+      warning). Under gradient accumulation with a sample-weighting plugin (top-k) it is also
+      called once per micro-batch in a scoring pass without gradients; the random numbers it
+      draws there (from torch's generators, ``run.rng`` or ``run.noise_rng``) are replayed
+      exactly when the micro-batch is trained, so its draws must not depend on whether gradients
+      are enabled, and a stateful plugin sees each Gmain batch twice.
 
     The loss hooks then see D's scores of the transformed images, as ``real`` / ``fake``, and the
     images before it as ``real_unaugmented`` / ``fake_unaugmented``; ``gancore_sample_weights``
@@ -333,6 +340,7 @@ def gancore_teacher_loss(
     fake: "Tensor",
     inputs: "dict[str, Any]",
     weights: "Tensor | None",
+    weight_sum: "Tensor | None",
     fake_unaugmented: "Tensor",
 ) -> "LossTerm | list[LossTerm] | None":
     """Add a teacher's guidance to G's loss.
@@ -343,8 +351,13 @@ def gancore_teacher_loss(
     :param fake: the generated batch as the student D saw it (after ``gancore_augment``),
         attached to G's graph.
     :param inputs: what produced the fakes: ``{"z": ..., "c": ... or None, "cond": {...}}``.
-    :param weights: the combined sample weights ``[N]`` (None when no plugin weights samples);
-        a teacher term that respects them reduces as ``sum(w * loss) / sum(w)``.
+    :param weights: the combined sample weights ``[N]`` of this batch (None when no plugin
+        weights samples).
+    :param weight_sum: the denominator of the weighted mean over the whole global batch, as the
+        core uses it for G's adversarial loss (None without weights): a teacher term that respects
+        the weights reduces as ``(weights * loss).sum() / weight_sum``, which is exact under data
+        parallelism and gradient accumulation too (the weight sum of all processes' and micro-batches'
+        samples, scaled for the core's averaging over them).
     :param fake_unaugmented: G's output before ``gancore_augment``, attached.
     :returns: a LossTerm, a list of them, or None.
 

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any, Mapping
 
 from gancore.distributed import rank
-from gancore.evaluation import evaluate, keep_best
+from gancore.evaluation import keep_best
 
 if TYPE_CHECKING:  # pragma: no cover
     from gancore.run import Run
@@ -31,7 +31,7 @@ def train(run: "Run", steps: int | None = None) -> "Run":
             done = run.step
             last = done == total
             if (config.eval_every and done % config.eval_every == 0) or last:
-                run.log.add(evaluate(run))
+                run.log.add(run.evaluate())
                 keep_best(run)
             if done % config.log_every == 0 or last:
                 now = time.perf_counter()

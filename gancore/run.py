@@ -13,6 +13,7 @@ from gancore import checkpoint as ckpt, evaluation, loop
 from gancore.backbone import PLUGIN_MODULE_GROUPS, BackboneSpec, DataInfo, count_parameters
 from gancore.config import META_KEY, ConfigError, RunConfig, parse_run_config
 from gancore.data import Dataset, build_dataset, epoch_of
+from gancore.data.base import mix_seed
 from gancore.distributed import init_from_environment, is_distributed, rank, rank_slice, world_size
 from gancore.plugins import PluginManager
 from gancore.samples import save_samples
@@ -23,6 +24,8 @@ __all__ = ["Run", "resolve_device"]
 
 #: Offset of the seed of the fixed sample-grid latents from the run's seed.
 _GRID_SEED_OFFSET = 0x5EED
+#: Mixed into the run's seed for the device noise generator.
+_NOISE_SEED_TAG = 0x9015E
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,6 +85,8 @@ class Run:
         #: Real images shown to D so far, over all processes.
         self.nimg = 0
         self.rng = torch.Generator().manual_seed(config.train.seed)
+        #: Per-sample noise drawn on the device (path length): see :meth:`randn`.
+        self.noise_rng = torch.Generator(device).manual_seed(mix_seed(config.train.seed, _NOISE_SEED_TAG))
         self.pl_mean = torch.zeros((), device=device)
         self.G: nn.Module
         self.D: nn.Module
@@ -252,16 +257,18 @@ class Run:
 
     # -- the networks' inputs and passes ------------------------------------------------------
 
-    def randn(self, batch_size: int, *shape: int) -> Tensor:
-        """Normal noise ``[batch_size, *shape]`` on the run's device from the run's generator.
+    def randn(self, batch_size: int, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Normal noise ``[batch_size, *shape]``, drawn on the run's device from :attr:`noise_rng`.
 
         Under data parallelism the global batch's noise is drawn and this rank's rows kept, so the
-        noise does not depend on the number of processes (and differs between ranks).
+        noise does not depend on the number of processes (and differs between ranks). The
+        generator's state is part of every checkpoint.
         """
-        if not is_distributed():
-            return torch.randn(batch_size, *shape, generator=self.rng).to(self.device)
-        noise = torch.randn(batch_size * world_size(), *shape, generator=self.rng)
-        return noise[rank_slice(batch_size * world_size())].to(self.device)
+        if self.noise_rng.device != self.device:  # the run moved (Run.to): a generator for the new device
+            self.noise_rng = torch.Generator(self.device).manual_seed(mix_seed(self.config.train.seed, _NOISE_SEED_TAG))
+        size = batch_size * world_size()
+        noise = torch.randn(size, *shape, generator=self.noise_rng, device=self.device, dtype=dtype)
+        return noise[rank_slice(size)] if is_distributed() else noise
 
     def generator_inputs(
         self, batch_size: int, c: Tensor | None = None, rng: torch.Generator | None = None
@@ -373,7 +380,12 @@ class Run:
         if self.out_dir is None:
             raise RuntimeError("this run has no output folder; build it with out_dir to save checkpoints")
         assert self.opt_G is not None and self.opt_D is not None
-        extra = {"rng.run": self.rng.get_state(), "rng.torch": torch.get_rng_state(), "pl_mean": self.pl_mean}
+        extra = {
+            "rng.run": self.rng.get_state(),
+            "rng.torch": torch.get_rng_state(),
+            f"rng.noise.{self.noise_rng.device.type}": self.noise_rng.get_state(),
+            "pl_mean": self.pl_mean,
+        }
         if self.device.type == "cuda":
             extra["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         state = {
@@ -410,6 +422,9 @@ class Run:
         torch.set_rng_state(extra["rng.torch"])
         if self.device.type == "cuda" and "rng.cuda" in extra:
             torch.cuda.set_rng_state(extra["rng.cuda"], self.device)
+        noise_key = f"rng.noise.{self.noise_rng.device.type}"
+        if noise_key in extra:  # absent in checkpoints from another device type: the noise stream restarts
+            self.noise_rng.set_state(extra[noise_key])
         self.pl_mean = extra["pl_mean"].to(self.device)
         self.step, self.nimg = int(state["step"]), int(state["nimg"])
         self.metrics = dict(state.get("metrics") or {})

@@ -23,7 +23,6 @@ import copy
 from typing import Any, Callable, Iterator, Sequence
 
 import pytest
-import torch
 
 from gancore.config import set_value
 from gancore.plugins import PluginManager, register_local_plugin, unregister_local_plugin
@@ -79,8 +78,7 @@ def capture_first_gradients(run: Any) -> dict[str, list[Any]]:
     """Record the gradients G's and D's optimizers apply in their first step from now on.
 
     Returns a dict that fills as the run trains: ``{"G": [grad per parameter], "D": [...]}``
-    (the main phase of the next training step, as R1 and path length come after it). A parameter
-    the loss did not reach is recorded with a zero gradient.
+    (the main phase of the next training step, as R1 and path length come after it).
     """
     grads: dict[str, list[Any]] = {}
     for net in ("G", "D"):
@@ -89,9 +87,7 @@ def capture_first_gradients(run: Any) -> dict[str, list[Any]]:
 
         def step(*args: Any, _net: str = net, _original: Callable = original, **kwargs: Any) -> Any:
             if _net not in grads:
-                grads[_net] = [
-                    torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in getattr(run, _net).parameters()
-                ]
+                grads[_net] = [p.grad.clone() for p in getattr(run, _net).parameters()]
             return _original(*args, **kwargs)
 
         optimizer.step = step

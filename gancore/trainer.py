@@ -44,14 +44,28 @@ def buffers_restored(*modules: nn.Module) -> Iterator[None]:
                 buffer.copy_(value)
 
 
-def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+@attrs.frozen
+class _RandomState:
+    """Where every random stream a G forward and its augmentation may draw from stands."""
 
+    torch_cpu: Tensor
+    torch_cuda: Tensor | None
+    run_rng: Tensor
+    noise_rng: Tensor
 
-def _set_rng_state(state: tuple[Tensor, Tensor | None], device: torch.device) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
+    @classmethod
+    def capture(cls, run: "Run") -> "_RandomState":
+        """The current state of torch's generators, ``run.rng`` and the run's noise generator."""
+        cuda = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
+        return cls(torch.get_rng_state(), cuda, run.rng.get_state(), run.noise_rng.get_state())
+
+    def restore(self, run: "Run") -> None:
+        """Put every stream back where it stood."""
+        torch.set_rng_state(self.torch_cpu)
+        if self.torch_cuda is not None:
+            torch.cuda.set_rng_state(self.torch_cuda, run.device)
+        run.rng.set_state(self.run_rng)
+        run.noise_rng.set_state(self.noise_rng)
 
 
 def graph_anchor(output: Tensor) -> Tensor:
@@ -76,7 +90,7 @@ class _Scored:
     weight_mean: Tensor | None
     #: The generator inputs and the random state of each micro-batch's G forward, to replay it.
     inputs: list[dict[str, Any]]
-    rng_states: list[tuple[Tensor, Tensor | None]]
+    rng_states: list[_RandomState]
 
 
 class Trainer:
@@ -152,8 +166,13 @@ class Trainer:
         index, rounds = self.accumulation
         if index == 0:
             optimizer.zero_grad(set_to_none=True)
-        if loss.requires_grad:  # a loss cut off from every parameter (a detaching augmentation) has nothing to give
-            (loss / rounds if rounds > 1 else loss).backward()
+        if not loss.requires_grad:
+            raise RuntimeError(
+                f"step {self.run.step}: the loss does not depend on any parameter that requires a gradient "
+                "(a plugin froze the network, an augmentation detached the batch, or the step runs under "
+                "torch.no_grad)"
+            )
+        (loss / rounds if rounds > 1 else loss).backward()
         if index == rounds - 1:
             average_gradients(p for group in optimizer.param_groups for p in group["params"])
             optimizer.step()
@@ -270,32 +289,37 @@ class Trainer:
         with record_function("Gmain"), requires_grad(run.D, False):
             if scored is not None:
                 inputs = scored.inputs[index]
-                _set_rng_state(scored.rng_states[index], run.device)
+                stream = _RandomState.capture(run)
+                scored.rng_states[index].restore(run)  # the scored fakes again: same noise, mixing, augmentation
             else:
                 inputs = run.generator_inputs(batch, c_real)
             with run.autocast():
                 fake = run.G_main(inputs["z"], inputs["c"], inputs["cond"]).float()
             hook = "gancore_g_loss"
             seen, d_fake, d_fake_features = self._scores(fake, inputs["c"], "Gmain", "fake", hook, "d_fake_features")
+            if scored is not None:
+                stream.restore(run)  # later draws continue the stream instead of repeating the next replay's
             per_sample = g_adversarial_loss(d_fake, run.config.train.loss)
             if scored is not None:
                 weights, weight_mean = scored.weights[index], scored.weight_mean
             else:
                 weights = run.hooks.sample_weights(run, fake=seen, d_fake=d_fake.detach(), fake_unaugmented=fake)
                 weight_mean = None if weights is None else all_reduce_mean(weights.sum().to(per_sample.dtype))
+            weight_sum = None
             if weights is None or weight_mean is None:
                 adversarial = per_sample.mean()
             else:
                 # The weighted mean over the global batch, sum(w * l) / sum(w): this micro-batch's
-                # share, scaled back up by the rounds that optimize() divides by.
-                rounds = self.accumulation[1]
-                norm = weight_mean.clamp_min(torch.finfo(per_sample.dtype).tiny) / rounds
-                adversarial = (weights.to(per_sample.dtype) * per_sample).sum() / norm
+                # share, with the denominator scaled down by the rounds that optimize() divides by.
+                weight_sum = weight_mean.clamp_min(torch.finfo(per_sample.dtype).tiny) / self.accumulation[1]
+                adversarial = (weights.to(per_sample.dtype) * per_sample).sum() / weight_sum
             terms = run.hooks.g_loss(
                 run, fake=seen, d_fake=d_fake, inputs=inputs, d_fake_features=d_fake_features,
                 c_fake=inputs["c"], fake_unaugmented=fake,
             )
-            terms += run.hooks.teacher_loss(run, fake=seen, inputs=inputs, weights=weights, fake_unaugmented=fake)
+            terms += run.hooks.teacher_loss(
+                run, fake=seen, inputs=inputs, weights=weights, weight_sum=weight_sum, fake_unaugmented=fake
+            )
             loss = adversarial + _sum_terms(terms, adversarial)
             self.optimize(run.opt_G, loss)
             stats["Loss/G/adversarial"] = float(adversarial.detach())
@@ -317,7 +341,7 @@ class Trainer:
         with torch.no_grad(), buffers_restored(run.G, run.D):
             for n, c in zip(sizes, labels):
                 inputs.append(run.generator_inputs(n, c))
-                states.append(_rng_state(run.device))
+                states.append(_RandomState.capture(run))
                 with run.autocast():
                     fake = run.G_main(inputs[-1]["z"], inputs[-1]["c"], inputs[-1]["cond"]).float()
                 seen = run.hooks.augment(run, fake, inputs[-1]["c"], "Gmain", "fake")
@@ -349,7 +373,7 @@ class Trainer:
             if not ws.requires_grad:
                 ws.requires_grad_(True)
             images = run.G.synthesis(ws, cond=inputs["cond"])
-            noise = run.randn(pl_batch, *images.shape[1:]).to(images.dtype)
+            noise = run.randn(pl_batch, *images.shape[1:], dtype=images.dtype)
             penalty, lengths, run.pl_mean = path_length_penalty(
                 images, ws, run.pl_mean, train.pl_decay, reduce=mean_over_ranks, noise=noise
             )

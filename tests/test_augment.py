@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gancore import hookimpl
+from gancore import LossTerm, hookimpl
 from gancore.plugins import HookError
 from gancore.run import Run
 from gancore.testing import capture_first_gradients, make_tiny_config
@@ -133,16 +133,105 @@ def test_a_detaching_transform_cuts_g_off_from_ds_score(register_plugin):
         def gancore_augment(self, images, phase):
             return images.detach() if phase == "Gmain" else None
 
-    register_plugin(Detach)
-    plain = Run.build(make_tiny_config("dcgan", steps=1))
-    plain_grads = capture_first_gradients(plain)
-    plain.train()
-    assert any(bool(g.abs().sum() > 0) for g in plain_grads["G"])
-    run = Run.build(make_tiny_config("dcgan", ["detach"], steps=1))
-    grads = capture_first_gradients(run)
-    run.train()
-    assert all(bool((g == 0).all()) for g in grads["G"])  # G learned nothing from D's score
-    assert any(bool(g.abs().sum() > 0) for g in grads["D"])  # D still trained
+    class Probe:
+        """Measures what reaches G's output from D's score, and keeps G in the graph by a term of its own."""
+
+        name = "probe"
+
+        def __init__(self):
+            self.through_d = []
+
+        @hookimpl
+        def gancore_g_loss(self, d_fake, fake_unaugmented):
+            if not d_fake.requires_grad:  # D's score has no graph at all: nothing reaches G through it
+                self.through_d.append(None)
+            else:
+                (grad,) = torch.autograd.grad(d_fake.sum(), fake_unaugmented, retain_graph=True)
+                self.through_d.append(float(grad.abs().sum()))
+            return LossTerm("pull", fake_unaugmented.square().mean(), weight=0.1)
+
+    probe = Probe()
+    _with(register_plugin, Detach, probe, Identity)
+    Run.build(make_tiny_config("dcgan", ["identity", "probe"], steps=1)).train()
+    assert probe.through_d[-1] > 0  # a differentiable transform: D's score reaches G
+    with pytest.warns(UserWarning, match="plugin 'detach': gancore_augment returned fake images cut off"):
+        run = Run.build(make_tiny_config("dcgan", ["detach", "probe"], steps=1))
+        before = [p.clone() for p in run.G.parameters()]
+        run.train()
+    assert probe.through_d[-1] is None  # nothing flows back through D's score of the fakes
+    assert not all(torch.equal(a, b) for a, b in zip(before, run.G.parameters()))  # G trained on its own term
+
+
+def test_a_loss_with_no_graph_is_an_error_not_a_silent_no_op(register_plugin):
+    class DetachAll:
+        name = "detach_all"
+
+        @hookimpl
+        def gancore_augment(self, images, phase):
+            return images.detach() if phase == "Gmain" else None
+
+    register_plugin(DetachAll)
+    run = Run.build(make_tiny_config("dcgan", ["detach_all"], steps=1))
+    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="the loss does not depend on any parameter"):
+        run.train()
+
+
+def test_a_detaching_transform_in_dreg_names_the_plugin(register_plugin):
+    class Rounder:
+        name = "rounder"
+
+        @hookimpl
+        def gancore_augment(self, images):
+            return images.detach().round()
+
+    register_plugin(Rounder)
+    run = Run.build(make_tiny_config("mlp", ["rounder"], d_reg_interval=1))
+    with pytest.raises(HookError, match="hook gancore_augment of plugin 'rounder' failed: ValueError: returned "
+                                        "images cut off from the graph in the Dreg phase"):
+        run.train()
+
+
+def test_accumulated_top_k_trains_on_the_fakes_it_scored(register_plugin):
+    """The scoring pass and the training pass of each micro-batch see the same augmented fakes,
+    whichever stream the augmentation draws from; later draws continue the streams."""
+
+    class Jitter:
+        name = "jitter"
+
+        def __init__(self):
+            self.draws = []
+
+        @hookimpl
+        def gancore_augment(self, run, images, phase):
+            if phase != "Gmain":
+                return None
+            a, b = torch.randn(images.shape), run.randn(images.shape[0], *images.shape[1:])
+            c = torch.randn(images.shape, generator=run.rng)
+            self.draws.append(a)
+            return images + 0.1 * (a + b + c)
+
+    class Spy:
+        name = "spy"
+
+        def __init__(self):
+            self.scored, self.trained, self.later = None, [], []
+
+        @hookimpl
+        def gancore_sample_weights(self, fake):
+            self.scored = fake.detach().clone()
+
+        @hookimpl
+        def gancore_g_loss(self, fake):
+            self.trained.append(fake.detach().clone())
+            self.later.append(torch.randn(fake.shape))
+
+    jitter, spy = Jitter(), Spy()
+    _with(register_plugin, jitter, spy)
+    raw = make_tiny_config("mlp", ["jitter", {"name": "topk", "gamma": 0.5, "nu": 0.5, "schedule": "progress"}, "spy"],
+                           steps=1, batch=16, batch_per_gpu=4)
+    Run.build(raw).train()
+    assert len(spy.trained) == 4 and torch.equal(torch.cat(spy.trained), spy.scored)
+    assert not any(torch.equal(later, draw) for later in spy.later for draw in jitter.draws)
 
 
 def test_r1_is_taken_before_the_transform(register_plugin):

@@ -5,7 +5,7 @@ from typing import Any
 from torch import Tensor
 
 from gancore import LossTerm, hookimpl
-from gancore.losses import g_adversarial_loss, weighted_mean
+from gancore.losses import g_adversarial_loss
 
 from gancore_dgl.config import DGLConfig
 from gancore_dgl.teacher import check_compatible, count, load_teacher
@@ -57,14 +57,17 @@ class DGL:
 
     @hookimpl
     def gancore_teacher_loss(
-        self, run: Any, fake: Tensor, inputs: dict[str, Any], weights: Tensor | None
+        self, run: Any, fake: Tensor, inputs: dict[str, Any], weights: Tensor | None, weight_sum: Tensor | None
     ) -> LossTerm | None:
         """λ times the teacher's adversarial loss on the student's fakes (stage 2 only)."""
         if self.stage < 2:
             return None
         logits = self.teacher(fake, inputs["c"]).float()
         per_sample = g_adversarial_loss(logits, run.config.train.loss)
-        loss = weighted_mean(per_sample, weights if self.config.use_sample_weights else None)
+        if self.config.use_sample_weights and weights is not None and weight_sum is not None:
+            loss = (weights.to(per_sample.dtype) * per_sample).sum() / weight_sum
+        else:
+            loss = per_sample.mean()
         return LossTerm("teacher", loss, weight=self.config.weight)
 
     @hookimpl

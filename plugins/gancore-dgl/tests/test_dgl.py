@@ -98,10 +98,26 @@ def test_sample_weights_only_when_configured(teacher_dir):
         student.hooks.step_start(student)  # stage 2 from step 0
         fake = student.G(torch.randn(8, student.G.z_dim))
         weights = torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 0])
-        term = plugin.gancore_teacher_loss(student, fake, {"c": None}, weights)
+        term = plugin.gancore_teacher_loss(student, fake, {"c": None}, weights, weights.sum())
         per_sample = torch.nn.functional.softplus(-plugin.teacher(fake))
         expected = (per_sample * weights).sum() / weights.sum() if expect_masked else per_sample.mean()
         assert torch.allclose(term.value, expected)
+
+
+def test_weighted_teacher_term_under_accumulation_equals_one_big_batch(teacher_dir):
+    """With top-k's mask, the teacher's weighted mean divides by the whole batch's weight sum."""
+    plugins = [{"name": "topk", "gamma": 0.25, "nu": 0.25, "schedule": "progress"},
+               {"name": "dgl", "teacher": str(teacher_dir), "use_sample_weights": True, "weight": 2.0}]
+    settings = {"backbone.g_norm": "none"}
+
+    def trained(**accumulation):
+        raw = make_tiny_config("dcgan", plugins, steps=3, batch=16, r1_gamma=0.0, **settings, **accumulation)
+        return Run.build(raw).train()
+
+    whole, accumulated = trained(), trained(batch_per_gpu=4)
+    assert accumulated.last_stats["Loss/G/dgl_teacher"] == pytest.approx(whole.last_stats["Loss/G/dgl_teacher"], rel=1e-5)
+    for a, b in zip(whole.G.parameters(), accumulated.G.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_compressed_student_reports_both_sizes(teacher_dir, tmp_path):

@@ -24,6 +24,7 @@ def k_fraction_by_progress(fraction_done: float, gamma: float, nu: float) -> flo
 def kept_count(k_fraction: float, batch: int) -> int:
     """The number of fakes kept in a batch of ``batch``: ``floor(k_fraction * batch)``, at least 1.
 
-    Floored as the reference implementations do (``int(topk_rate * N)``).
+    Floored as the reference implementations do (``int(topk_rate * N)``); a product that is a
+    whole number but for float error (0.29 * 100 = 28.999999999999996) counts as that number.
     """
-    return min(batch, max(1, int(k_fraction * batch)))
+    return min(batch, max(1, int(k_fraction * batch + 1e-9)))

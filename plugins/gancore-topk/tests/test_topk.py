@@ -81,6 +81,7 @@ def test_schedule_formulas():
     assert k_fraction_by_progress(0.25, 0.25, 0.5) == pytest.approx(0.25**0.25)
     assert kept_count(0.5, 64) == 32 and kept_count(0.99**10, 64) == 57 and kept_count(0.001, 8) == 1
     assert kept_count(0.59, 10) == 5  # floored, as the reference implementations do (round would give 6)
+    assert kept_count(0.29, 100) == 29  # not 28: 0.29 * 100 is 28.999999999999996 in floats
 
 
 def test_epoch_schedule_in_training():
