@@ -155,6 +155,7 @@ class DataConfig:
     resolution: int | None = attrs.field(default=None, validator=gt(0))
     channels: int | None = attrs.field(default=None, validator=one_of(None, 1, 3))
     num_samples: int | None = attrs.field(default=None, validator=gt(0))
+    max_items: int | None = attrs.field(default=None, validator=gt(0))
     std: float | None = attrs.field(default=None, validator=gt(0.0))
     labels: bool = False
     split: str = attrs.field(default="train", validator=one_of("train", "test"))

@@ -38,12 +38,13 @@ def render_model_card(
     shape = "x".join(str(s) for s in run.data_info.shape)
     source = json.dumps(repo_id or "path/to/this/folder")
     methods = run.hooks.model_card(run).strip()
+    limited = f", its first {config.data.max_items:,} items only" if config.data.max_items else ""
     parts = [
         _front_matter(run, metrics),
         f"# {repo_id.split('/')[-1] if repo_id else 'gancore model'}",
         (
             f"A GAN trained with [gancore](https://pypi.org/project/gancore/): backbone `{config.backbone.name}` "
-            f"({counts['G']:,} parameters in G, {counts['D']:,} in D) on `{config.data.name}` "
+            f"({counts['G']:,} parameters in G, {counts['D']:,} in D) on `{config.data.name}`{limited} "
             f"(samples of shape {shape}{f', {run.data_info.c_dim} classes' if run.data_info.c_dim else ''}), "
             f"{run.step:,} steps at batch {config.train.batch} ({run.kimg:.1f} kimg), seed {config.train.seed}."
         ),

@@ -264,10 +264,17 @@ class Run:
         noise does not depend on the number of processes (and differs between ranks). The
         generator's state is part of every checkpoint.
         """
+        return self._per_sample(torch.randn, batch_size, shape, dtype)
+
+    def rand(self, batch_size: int, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Uniform noise in [0, 1) ``[batch_size, *shape]``, drawn like :meth:`randn`."""
+        return self._per_sample(torch.rand, batch_size, shape, dtype)
+
+    def _per_sample(self, draw: Any, batch_size: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         if self.noise_rng.device != self.device:  # the run moved (Run.to): a generator for the new device
             self.noise_rng = torch.Generator(self.device).manual_seed(mix_seed(self.config.train.seed, _NOISE_SEED_TAG))
         size = batch_size * world_size()
-        noise = torch.randn(size, *shape, generator=self.noise_rng, device=self.device, dtype=dtype)
+        noise = draw(size, *shape, generator=self.noise_rng, device=self.device, dtype=dtype)
         return noise[rank_slice(size)] if is_distributed() else noise
 
     def generator_inputs(

@@ -3,7 +3,7 @@
 from typing import Callable
 
 from gancore.config import DATASET_NAMES, DataConfig
-from gancore.data.base import DataError, Dataset, batch_indices, epoch_of
+from gancore.data.base import DataError, Dataset, FirstItems, batch_indices, epoch_of
 from gancore.data.fmnist import FashionMNIST
 from gancore.data.folder import FolderDataset
 from gancore.data.mixtures import mog25, ring8
@@ -21,8 +21,16 @@ _BUILDERS: dict[str, Callable[[DataConfig], Dataset]] = {
 
 
 def build_dataset(config: DataConfig) -> Dataset:
-    """The data set that ``config`` (the ``[data]`` table) describes; DataError if it cannot be built."""
+    """The data set that ``config`` (the ``[data]`` table) describes; DataError if it cannot be built.
+
+    With ``max_items`` only the first that many items are used (training on limited data).
+    """
     builder = _BUILDERS.get(config.name)
     if builder is None:
         raise DataError(f"data.name: unknown data set {config.name!r}; known: {', '.join(DATASET_NAMES)}")
-    return builder(config)
+    dataset = builder(config)
+    if config.max_items is None:
+        return dataset
+    if config.max_items > len(dataset):
+        raise DataError(f"data.max_items: {config.max_items} exceeds the {len(dataset)} items of {dataset.describe()}")
+    return FirstItems(dataset, config.max_items)

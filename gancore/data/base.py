@@ -9,7 +9,7 @@ from torch import Tensor
 
 from gancore.backbone import DataInfo
 
-__all__ = ["DataError", "Dataset", "batch_indices", "epoch_of", "index_tensor", "mix_seed", "one_hot"]
+__all__ = ["DataError", "Dataset", "FirstItems", "batch_indices", "epoch_of", "index_tensor", "mix_seed", "one_hot"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -56,6 +56,34 @@ class Dataset(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
+
+
+class FirstItems(Dataset):
+    """The first ``count`` items of another data set (``data.max_items``)."""
+
+    def __init__(self, dataset: Dataset, count: int):
+        if not 0 < count <= len(dataset):
+            raise DataError(f"data.max_items: must be in [1, {len(dataset)}], got {count}")
+        self.dataset = dataset
+        self.count = count
+        self.info = dataset.info
+        self.has_quality_metrics = dataset.has_quality_metrics
+
+    def __len__(self) -> int:
+        return self.count
+
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Items of the underlying data set (``indices`` must be below ``count``)."""
+        indices = index_tensor(indices, self.count)
+        return self.dataset.get(indices)
+
+    def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
+        """The underlying data set's own metrics."""
+        return self.dataset.quality_metrics(samples)
+
+    def describe(self) -> str:
+        """The underlying data set's line, with the limit."""
+        return f"{self.dataset.describe()}, first {self.count} used"
 
 
 def mix_seed(*parts: int) -> int:
