@@ -471,3 +471,35 @@ def test_fmnist_real_train_split():
     x, c = ds.get(batch_indices(len(ds), 16, 0, seed=0))
     assert x.shape == (16, 1, 32, 32) and c.shape == (16, 10)
     assert float(x.min()) >= -1 and float(x.max()) <= 1 and float(x.std()) > 0.2
+
+
+def test_max_items_keeps_the_first_items_only(tmp_path):
+    from gancore.config import DataConfig
+    from gancore.data import build_dataset
+
+    full = build_dataset(DataConfig(name="synthetic-images", resolution=8, num_samples=64, labels=True))
+    limited = build_dataset(DataConfig(name="synthetic-images", resolution=8, num_samples=64, labels=True, max_items=10))
+    assert len(limited) == 10 and limited.info == full.info
+    x, c = limited.get(torch.arange(10))
+    x_full, c_full = full.get(torch.arange(10))
+    assert torch.equal(x, x_full) and torch.equal(c, c_full)
+    with pytest.raises(IndexError):
+        limited.get(torch.tensor([10]))
+    assert "first 10 used" in limited.describe()
+    with pytest.raises(DataError, match="data.max_items: 100 exceeds the 64 items of synthetic-images"):
+        build_dataset(DataConfig(name="synthetic-images", resolution=8, num_samples=64, max_items=100))
+
+
+def test_max_items_bounds_training_and_is_recorded(tmp_path):
+    import json
+
+    from gancore.run import Run
+    from gancore.testing import make_tiny_config
+
+    run = Run.build(make_tiny_config("dcgan", steps=3, **{"data.max_items": 16}), out_dir=tmp_path / "run")
+    seen = []
+    original = run.dataset.get
+    run.dataset.get = lambda indices: seen.append(indices.clone()) or original(indices)
+    run.train()
+    assert int(torch.cat(seen).max()) < 16 and run.epoch == 1  # 3 steps of 8 over 16 items
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["max_items"] == 16
