@@ -23,11 +23,13 @@ import itertools
 import json
 import math
 import re
-import statistics
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from cells import mean_std, train_cell  # noqa: E402
 
 METHODS = {
     "topk": ["topk"],
@@ -100,20 +102,6 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
     return raw
 
 
-def _train(folder: Path, raw: dict) -> None:
-    from gancore.checkpoint import latest_checkpoint, read_state
-    from gancore.run import Run
-
-    latest = latest_checkpoint(folder)
-    if latest is not None:
-        if read_state(latest)["step"] >= raw["train"]["steps"]:
-            return
-        print(f"  resuming {folder.name} at {latest.name}", flush=True)
-        Run.resume(folder, steps=raw["train"]["steps"]).train()
-    else:
-        Run.build(raw, out_dir=folder).train()
-
-
 def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
     from gancore.checkpoint import latest_checkpoint, read_state
 
@@ -142,14 +130,6 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
     return result
 
 
-def _summary(values: list[float]) -> str:
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return "n/a"
-    std = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return f"{statistics.fmean(finite):.4g} ± {std:.2g}"
-
-
 def merge(out: Path, study: str) -> str:
     """The markdown table of every evaluated cell under ``out``."""
     rows: dict[str, list[dict]] = {}
@@ -162,7 +142,7 @@ def merge(out: Path, study: str) -> str:
     header = "| variant | seeds | G params | " + " | ".join(k.removeprefix("Metrics/") for k in keys) + " |"
     lines = [header, "|" + "---|" * (len(keys) + 3)]
     for variant, results in rows.items():
-        cells = [_summary([r["metrics"].get(k, math.nan) for r in results]) for k in keys]
+        cells = [mean_std([r["metrics"].get(k, math.nan) for r in results]) for k in keys]
         lines.append(f"| {variant} | {len(results)} | {results[0].get('params_G', 0):,} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
@@ -196,12 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         raw = _base_config(args)
         raw["train"]["steps"] *= 2  # the teacher: the baseline trained twice as long
         print("teacher", flush=True)
-        _train(teacher, raw)
+        train_cell(teacher, raw)
     for name, variant in variants.items():
         for seed in seeds:
             folder = out / "cells" / f"{_slug(name)}-seed{seed}"
             print(f"{name}, seed {seed}", flush=True)
-            _train(folder, _cell_config(args, variant, seed, teacher))
+            train_cell(folder, _cell_config(args, variant, seed, teacher))
             result = _evaluate(folder, args)
             print("  " + ", ".join(f"{k.removeprefix('Metrics/')} {v:.4g}" for k, v in result["metrics"].items()),
                   flush=True)

@@ -27,7 +27,7 @@ import pytest
 from gancore.config import set_value
 from gancore.plugins import PluginManager, register_local_plugin, unregister_local_plugin
 
-__all__ = ["TINY_BACKBONES", "capture_first_gradients", "make_tiny_config"]
+__all__ = ["TINY_BACKBONES", "capture_first_gradients", "make_tiny_config", "write_fake_fmnist"]
 
 #: Raw config fragments for tiny CPU runs, per backbone.
 TINY_BACKBONES: dict[str, dict[str, Any]] = {
@@ -72,6 +72,28 @@ def make_tiny_config(backbone: str = "mlp", plugins: Sequence[Any] = (), **setti
         if problem:
             raise ValueError(problem)
     return raw
+
+
+def write_fake_fmnist(root: Any, train: int = 48, test: int = 20, seed: int = 0) -> Any:
+    """Write a fake Fashion-MNIST into folder ``root`` (uncompressed idx files): ``train`` and
+    ``test`` 28x28 images whose brightness follows their class; returns ``root``.
+
+    For tests of anything that reads ``[data] name = "fmnist"`` (``data.path = root``).
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", train), ("t10k", test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 40, (n, 28, 28)) + labels[:, None, None] * 20
+        for suffix, array in (("images-idx3-ubyte", images), ("labels-idx1-ubyte", labels)):
+            header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+            (root / f"{prefix}-{suffix}").write_bytes(header + array.astype(np.uint8).tobytes())
+    return root
 
 
 def capture_first_gradients(run: Any) -> dict[str, list[Any]]:

@@ -4,7 +4,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -13,6 +12,7 @@ from gancore.checkpoint import CheckpointError
 from gancore.data import fmnist as fmnist_module
 from gancore.metrics import fmnist_cnn
 from gancore.metrics.fmnist_cnn import FashionCNN, evaluate_accuracy, load_fmnist_cnn, train_fmnist_cnn
+from gancore.testing import write_fake_fmnist
 
 needs_fmnist = pytest.mark.skipif(
     not any(
@@ -81,23 +81,10 @@ def test_features_deterministic(shipped: FashionCNN):
     torch.testing.assert_close(shipped.features(x[:4]), a[:4], atol=1e-5, rtol=1e-5)
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
 def tiny_fmnist(tmp_path: Path) -> Path:
     """A fake Fashion-MNIST: 48 train and 20 test images, brightness by class."""
-    root = tmp_path / "fmnist"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 48), ("t10k", 20)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 40, (n, 28, 28)) + labels[:, None, None] * 20
-        _write_idx(root / f"{prefix}-images-idx3-ubyte", images)
-        _write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
-    return root
+    return write_fake_fmnist(tmp_path / "fmnist")
 
 
 def test_tiny_training_run(tiny_fmnist: Path, tmp_path: Path):

@@ -1,0 +1,232 @@
+"""Augmentation on limited data: baseline vs DiffAugment vs ADA, DCGAN at 32 px on the first 1k and 5k Fashion-MNIST images.
+
+    python benchmarks/augment.py --sizes 1000,5000 --seeds 0,1,2 --steps 1500   # train and measure every cell
+    python benchmarks/augment.py --merge --docs docs/augment                     # table, FID curves, sample grids
+
+Every cell (size, variant, seed) is a gancore run folder under ``--out`` (default
+``benchmarks/augment``), checkpointed every ``--curve-every`` steps and kept: an interrupted cell
+resumes from its newest checkpoint, a finished one is skipped. Each checkpoint's G_ema is measured
+once for the FID curve (``--curve-n`` samples, ``curve.json``) and the last one in full
+(``--n`` samples: FID, KID and precision/recall, ``eval.json``), always with the ``fmnist``
+extractor against the *full* training set, whatever part of it the cell trained on. ``--merge``
+writes the table (mean ± std over seeds) to ``<out>/table.md`` and, with ``--docs``, the FID and
+D-score-gap curves and one sample grid per size and variant (seed 0, the same latents) as PNGs.
+"""
+
+import argparse
+import json
+import math
+import re
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from cells import mean_std, train_cell  # noqa: E402
+
+#: The plugins of each variant (the augment plugin's defaults: ADA bgc with adaptive p; DiffAugment's paper policy).
+VARIANTS: dict[str, list] = {
+    "baseline": [],
+    "diffaugment": [{"name": "augment", "mode": "diffaugment"}],
+    "ada": [{"name": "augment", "mode": "ada"}],
+}
+METRICS = ("Metrics/fid", "Metrics/kid", "Metrics/precision", "Metrics/recall")
+
+
+def _cell_name(size: int, variant: str, seed: int) -> str:
+    return f"{size}-{variant}-seed{seed}"
+
+
+def _cell_config(args: argparse.Namespace, size: int, variant: str, seed: int) -> dict:
+    """configs/fmnist-dcgan.toml at ``--width``, on the first ``size`` images, with the variant's plugins."""
+    from gancore.config import load_raw_config
+
+    raw = load_raw_config(REPO / "configs" / "fmnist-dcgan.toml")
+    raw["plugins"] = json.loads(json.dumps(VARIANTS[variant]))
+    raw["backbone"]["width"] = args.width
+    raw["data"]["max_items"] = size
+    if args.data_path:
+        raw["data"]["path"] = args.data_path
+    raw["train"].update({
+        "steps": args.steps, "seed": seed, "device": args.device, "progress": False, "tensorboard": False,
+        "checkpoint_every": args.curve_every, "keep_checkpoints": args.steps // args.curve_every + 1,
+        "sample_every": 0, "log_every": args.curve_every // 4 or 1,
+    })
+    return raw
+
+
+def _reference(run) -> object:
+    """The full training set of the run's data (no ``max_items``)."""
+    import attrs
+
+    from gancore.data import build_dataset
+
+    return build_dataset(attrs.evolve(run.config.data, max_items=None))
+
+
+def _measure(checkpoint: Path, metrics: tuple[str, ...], n: int, args: argparse.Namespace) -> dict:
+    from gancore.metrics.evaluate import default_cache_dir
+    from gancore.pretrained import load_run
+    from gancore.run import resolve_device
+
+    run = load_run(checkpoint, components=("G_ema",)).to(resolve_device(args.device))
+    evaluation = run.measure(metrics, n, 0, "fmnist", _reference(run), default_cache_dir())
+    return {"step": run.step, "kimg": run.kimg, **evaluation.as_json()}
+
+
+def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
+    """FID of every kept checkpoint (the curve) and the full metrics of the newest, each measured once."""
+    from gancore.checkpoint import latest_checkpoint, list_checkpoints
+
+    curve_path = folder / "curve.json"
+    curve = json.loads(curve_path.read_text()) if curve_path.is_file() else {}
+    for checkpoint in list_checkpoints(folder / "checkpoints"):
+        if checkpoint.name not in curve:
+            result = _measure(checkpoint, ("fid",), args.curve_n, args)
+            curve[checkpoint.name] = {"kimg": result["kimg"], "fid": result["metrics"]["Metrics/fid"]}
+            curve_path.write_text(json.dumps(curve, indent=2) + "\n")
+    result_path = folder / "eval.json"
+    latest = latest_checkpoint(folder)
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+        if result.get("checkpoint") == latest.name:
+            return result
+    result = {"checkpoint": latest.name, **_measure(latest, ("fid", "kid", "pr"), args.n, args)}
+    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _score_gap(folder: Path) -> list[tuple[float, float]]:
+    """``(kimg, mean D logit on reals - on fakes)`` of every logged step: D's confidence, which grows as it overfits."""
+    lines = [json.loads(line) for line in (folder / "stats.jsonl").read_text().splitlines() if line.strip()]
+    return [(line["kimg"], line["Loss/scores/real"] - line["Loss/scores/fake"]) for line in lines
+            if "Loss/scores/real" in line]
+
+
+def _cells(out: Path) -> dict[tuple[int, str], list[Path]]:
+    """Finished cells by (size, variant)."""
+    found: dict[tuple[int, str], list[Path]] = {}
+    for result in sorted(out.glob("cells/*/eval.json")):
+        match = re.fullmatch(r"(\d+)-(.+)-seed(\d+)", result.parent.name)
+        if match:
+            found.setdefault((int(match.group(1)), match.group(2)), []).append(result.parent)
+    return dict(sorted(found.items(), key=lambda item: (item[0][0], list(VARIANTS).index(item[0][1]))))
+
+
+def merge(out: Path, docs: Path | None = None) -> str:
+    """The markdown table of every finished cell; with ``docs``, the curves and sample grids as PNGs."""
+    cells = _cells(out)
+    if not cells:
+        return "no finished cells yet"
+    header = "| images | variant | seeds | FID | KID | precision | recall | best FID on the curve (kimg) | D score gap at the end |"
+    lines = [header, "|" + "---|" * 9]
+    for (size, variant), folders in cells.items():
+        results = [json.loads((f / "eval.json").read_text()) for f in folders]
+        figures = [mean_std([r["metrics"].get(k, math.nan) for r in results]) for k in METRICS]
+        best = []
+        for folder in folders:
+            curve = json.loads((folder / "curve.json").read_text()).values()
+            low = min(curve, key=lambda point: point["fid"])
+            best.append(f"{low['fid']:.1f} ({low['kimg']:.0f})")
+        gaps = [_score_gap(f)[-1][1] for f in folders]
+        lines.append(f"| {size:,} | {variant} | {len(folders)} | " + " | ".join(figures)
+                     + f" | {', '.join(best)} | {mean_std(gaps)} |")
+    table = "\n".join(lines)
+    (out / "table.md").write_text(table + "\n")
+    if docs is not None:
+        docs.mkdir(parents=True, exist_ok=True)
+        _plot(cells, docs / "fid-curves.png")
+        _grids(cells, docs)
+    return table
+
+
+def _plot(cells: dict[tuple[int, str], list[Path]], path: Path) -> None:
+    """FID (top) and D's score gap (bottom) against kimg, one column per data size, mean ± std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({size for size, _ in cells})
+    figure, axes = plt.subplots(2, len(sizes), figsize=(5.5 * len(sizes), 7), squeeze=False, sharex="col")
+    for column, size in enumerate(sizes):
+        for (cell_size, variant), folders in cells.items():
+            if cell_size != size:
+                continue
+            curves = [list(json.loads((f / "curve.json").read_text()).values()) for f in folders]
+            length = min(len(c) for c in curves)
+            kimg = [curves[0][i]["kimg"] for i in range(length)]
+            _band(axes[0][column], kimg, [[c[i]["fid"] for c in curves] for i in range(length)], variant)
+            gaps = [_score_gap(f) for f in folders]
+            length = min(len(g) for g in gaps)
+            _band(axes[1][column], [gaps[0][i][0] for i in range(length)],
+                  [[g[i][1] for g in gaps] for i in range(length)], variant)
+        axes[0][column].set_title(f"first {size:,} Fashion-MNIST images")
+        axes[0][column].set_ylabel("FID (fmnist features, vs the full training set)")
+        axes[1][column].set_ylabel("D(real) - D(fake), mean logit")
+        axes[1][column].set_xlabel("kimg")
+        axes[0][column].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _band(axis, x: list[float], values: list[list[float]], label: str) -> None:
+    mean = [statistics.fmean(v) for v in values]
+    std = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+    axis.plot(x, mean, label=label)
+    axis.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+
+
+def _grids(cells: dict[tuple[int, str], list[Path]], docs: Path) -> None:
+    """An 8x8 grid of G_ema per size and variant: the seed-0 cell, the same latents for all."""
+    from gancore.pretrained import load_run
+    from gancore.samples import save_samples
+
+    for (size, variant), folders in cells.items():
+        run = load_run(folders[0], components=("G_ema",))
+        save_samples(docs / f"grid-{size}-{variant}.png", run.sample(64, seed=2024))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train and measure the selected cells, or merge the finished ones."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,5000", help="training images per cell (the first N)")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps per cell (batch 64)")
+    parser.add_argument("--width", type=int, default=16, help="DCGAN width")
+    parser.add_argument("--curve-every", type=int, default=300, help="steps between the FID curve's points")
+    parser.add_argument("--curve-n", type=int, default=2000, help="samples per FID curve point")
+    parser.add_argument("--n", type=int, default=10000, help="samples for the final metrics")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-path", default=None, help="folder of the Fashion-MNIST idx files")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "augment")
+    parser.add_argument("--merge", action="store_true")
+    parser.add_argument("--docs", type=Path, default=None, help="with --merge: where the PNGs go")
+    args = parser.parse_args(argv)
+    if args.merge:
+        print(merge(args.out, args.docs))
+        return 0
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    # Seed 0 of every cell first, so that a partial study already compares every variant.
+    for seed in (int(s) for s in args.seeds.split(",") if s.strip()):
+        for size in (int(s) for s in args.sizes.split(",") if s.strip()):
+            for variant in variants:
+                folder = args.out / "cells" / _cell_name(size, variant, seed)
+                print(f"{size} images, {variant}, seed {seed}", flush=True)
+                train_cell(folder, _cell_config(args, size, variant, seed))
+                result = _evaluate(folder, args)
+                print("  " + ", ".join(f"{k.removeprefix('Metrics/')} {v:.4g}" for k, v in result["metrics"].items()),
+                      flush=True)
+    print(merge(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

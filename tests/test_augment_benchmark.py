@@ -1,0 +1,43 @@
+"""benchmarks/augment.py: cells train on the first N images, are measured against the full set once, and merge."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from gancore.testing import write_fake_fmnist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _augment_benchmark():
+    spec = importlib.util.spec_from_file_location("augment_benchmark", REPO / "benchmarks" / "augment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cells_train_measure_once_and_merge(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    benchmark = _augment_benchmark()
+    data = write_fake_fmnist(tmp_path / "fmnist", train=96, test=10)
+    args = ["--sizes", "32", "--variants", "baseline,ada", "--seeds", "0", "--steps", "4", "--width", "8",
+            "--curve-every", "2", "--curve-n", "40", "--n", "48", "--data-path", str(data), "--out", str(tmp_path / "out")]
+    assert benchmark.main(args) == 0
+    cell = tmp_path / "out" / "cells" / "32-ada-seed0"
+    config = json.loads((cell / "config.json").read_text())
+    assert config["data"]["max_items"] == 32 and config["plugins"] == [{"name": "augment", **config["plugins"][0]}]
+    curve = json.loads((cell / "curve.json").read_text())
+    assert list(curve) == ["step-000002", "step-000004"] and all(point["fid"] >= 0 for point in curve.values())
+    result = json.loads((cell / "eval.json").read_text())
+    assert result["checkpoint"] == "step-000004" and result["protocol"]["real_samples"] == 48  # the full set's first 48
+    # Nothing is measured twice.
+    stamp = (cell / "eval.json").stat().st_mtime_ns
+    assert benchmark.main(args) == 0 and (cell / "eval.json").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    assert benchmark.main(["--merge", "--out", str(tmp_path / "out"), "--docs", str(tmp_path / "docs")]) == 0
+    table = capsys.readouterr().out
+    assert "| 32 | baseline | 1 |" in table and "| 32 | ada | 1 |" in table
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
+        "fid-curves.png", "grid-32-ada.png", "grid-32-baseline.png"]
