@@ -40,6 +40,8 @@ for _name, _plugins in (
     ("glead (r 8)", [{"name": "glead", "r": 8}]),
     ("eqgan_sa", ["eqgan_sa"]),
     ("topk", ["topk"]),
+    ("ADA (p 0.5)", [{"name": "augment", "p": 0.5, "adaptive": False}]),
+    ("DiffAugment", [{"name": "augment", "mode": "diffaugment"}]),
 ):
     for _case in ("dcgan 32px / synthetic / batch 64", "stylegan2 32px (channel_max 64) / synthetic / batch 32"):
         CASES[f"{_case} + {_name}"] = {**CASES[_case], "plugins": _plugins}

@@ -87,8 +87,11 @@ def upfirdn2d_ref(
     """Upsample by zero insertion, pad (negative pads crop), convolve with ``f``, downsample.
 
     ``x`` is ``[N, C, H, W]``; ``f`` a 1-D (separable) or 2-D filter (None: identity). The
-    convolution is a true convolution unless ``flip_filter`` (then a correlation). Depthwise
-    grouped convolutions keep it vectorised; autograd gives first and second derivatives.
+    convolution is a true convolution unless ``flip_filter`` (then a correlation). Computed
+    polyphase, without the inserted zeros or the dropped outputs: a transposed convolution of
+    stride ``up`` when up-sampling, a convolution of stride ``down`` otherwise, depthwise and
+    vectorised (one pass per axis for a separable filter); autograd gives first and second
+    derivatives.
     """
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d expects [N, C, H, W], got {list(x.shape)}")
@@ -97,20 +100,31 @@ def upfirdn2d_ref(
     upx, upy = parse_scaling(up)
     downx, downy = parse_scaling(down)
     x0, x1, y0, y1 = parse_padding(padding)
-    n, c, h, w = x.shape
-    if upx > 1 or upy > 1:
-        x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape(n, c, h * upy, w * upx)
-    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
-    x = x[:, :, max(-y0, 0) : x.shape[2] - max(-y1, 0), max(-x0, 0) : x.shape[3] - max(-x1, 0)]
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
-    if not flip_filter:
-        f = f.flip(list(range(f.ndim)))
+    if flip_filter:
+        f = f.flip(list(range(f.ndim)))  # a correlation is a convolution with the flipped taps
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
-    else:
-        taps = f[None, None].repeat(c, 1, 1)
-        x = F.conv2d(x, taps.unsqueeze(2), groups=c)
-        x = F.conv2d(x, taps.unsqueeze(3), groups=c)
-    return x[:, :, ::downy, ::downx]
+        return _resample(x, f, (upy, upx), (y0, y1, x0, x1), (downy, downx))
+    x = _resample(x, f[None, :], (1, upx), (0, 0, x0, x1), (1, downx))
+    return _resample(x, f[:, None], (upy, 1), (y0, y1, 0, 0), (downy, 1))
+
+
+def _resample(x: Tensor, kernel: Tensor, up: tuple[int, int], pad: tuple[int, int, int, int],
+              down: tuple[int, int]) -> Tensor:
+    """One depthwise pass of upfirdn with a 2-D true-convolution ``kernel`` ``[kh, kw]``.
+
+    ``up``, ``down`` are ``(y, x)``; ``pad`` is ``(y0, y1, x0, x1)``.
+    """
+    c = x.shape[1]
+    kh, kw = kernel.shape
+    y0, y1, x0, x1 = pad
+    weight = kernel[None, None].repeat(c, 1, 1, 1)
+    if up == (1, 1):
+        x = F.pad(x, [x0, x1, y0, y1])
+        return F.conv2d(x, weight.flip(2, 3), stride=down, groups=c)
+    # The transposed convolution is the full convolution of the zero-inserted image (less its
+    # all-zero tail); pad and crop it to the window the padded valid convolution would give.
+    x = F.conv_transpose2d(x, weight, stride=up, groups=c)
+    (uy, ux) = up
+    x = F.pad(x, [x0 - (kw - 1), ux + x1 - kw, y0 - (kh - 1), uy + y1 - kh])
+    return x[:, :, :: down[0], :: down[1]]
