@@ -8,9 +8,12 @@ Every cell (size, variant, seed) is a gancore run folder under ``--out`` (defaul
 resumes from its newest checkpoint, a finished one is skipped. Each checkpoint's G_ema is measured
 once for the FID curve (``--curve-n`` samples, ``curve.json``) and the last one in full
 (``--n`` samples: FID, KID and precision/recall, ``eval.json``), always with the ``fmnist``
-extractor against the *full* training set, whatever part of it the cell trained on. ``--merge``
-writes the table (mean ± std over seeds) to ``<out>/table.md`` and, with ``--docs``, the FID and
-D-score-gap curves and one sample grid per size and variant (seed 0, the same latents) as PNGs.
+extractor against training images that no cell trained on (the training split from item
+max(``--sizes``) on: 5,000-14,999 by default), so that memorising the training subset earns
+nothing. ``--merge`` writes the table (mean ± std over seeds) to ``<out>/table.md`` and, with
+``--docs``, the FID and D-score-gap curves and one sample grid per size and variant (the lowest
+seed, the same latents) as PNGs. D's score gap is measured on what D scored: augmented images
+for the augmented variants.
 """
 
 import argparse
@@ -57,13 +60,30 @@ def _cell_config(args: argparse.Namespace, size: int, variant: str, seed: int) -
     return raw
 
 
-def _reference(run) -> object:
-    """The full training set of the run's data (no ``max_items``)."""
+def _reference(run, held_out_from: int) -> object:
+    """Training images no cell saw: the training split from item ``held_out_from`` on (the
+    largest ``--sizes``), so that no cell is measured against images it memorised."""
     import attrs
 
-    from gancore.data import build_dataset
+    from gancore.data import Dataset, build_dataset
 
-    return build_dataset(attrs.evolve(run.config.data, max_items=None))
+    full = build_dataset(attrs.evolve(run.config.data, max_items=None))
+
+    class HeldOut(Dataset):
+        info = full.info
+
+        def __len__(self) -> int:
+            return len(full) - held_out_from
+
+        def get(self, indices):
+            from gancore.data.base import index_tensor
+
+            return full.get(index_tensor(indices, len(self)) + held_out_from)
+
+        def describe(self) -> str:
+            return f"{full.describe()}, items from {held_out_from} on"
+
+    return HeldOut()
 
 
 def _measure(checkpoint: Path, metrics: tuple[str, ...], n: int, args: argparse.Namespace) -> dict:
@@ -72,8 +92,18 @@ def _measure(checkpoint: Path, metrics: tuple[str, ...], n: int, args: argparse.
     from gancore.run import resolve_device
 
     run = load_run(checkpoint, components=("G_ema",)).to(resolve_device(args.device))
-    evaluation = run.measure(metrics, n, 0, "fmnist", _reference(run), default_cache_dir())
-    return {"step": run.step, "kimg": run.kimg, **evaluation.as_json()}
+    held_out_from = max(int(s) for s in args.sizes.split(",") if s.strip())
+    # A cache folder of its own: the reference cache is keyed by the data config, not by the items held out.
+    cache = default_cache_dir() / f"held-out-from-{held_out_from}"
+    evaluation = run.measure(metrics, n, 0, "fmnist", _reference(run, held_out_from), cache)
+    return {"step": run.step, "kimg": run.kimg, "reference_from_item": held_out_from, **evaluation.as_json()}
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write JSON through a temporary file and a rename (a kill leaves the old file or the new)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
@@ -86,7 +116,7 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
         if checkpoint.name not in curve:
             result = _measure(checkpoint, ("fid",), args.curve_n, args)
             curve[checkpoint.name] = {"kimg": result["kimg"], "fid": result["metrics"]["Metrics/fid"]}
-            curve_path.write_text(json.dumps(curve, indent=2) + "\n")
+            _write_json(curve_path, curve)
     result_path = folder / "eval.json"
     latest = latest_checkpoint(folder)
     if result_path.is_file():
@@ -94,7 +124,7 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
         if result.get("checkpoint") == latest.name:
             return result
     result = {"checkpoint": latest.name, **_measure(latest, ("fid", "kid", "pr"), args.n, args)}
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    _write_json(result_path, result)
     return result
 
 
@@ -155,10 +185,10 @@ def _plot(cells: dict[tuple[int, str], list[Path]], path: Path) -> None:
         for (cell_size, variant), folders in cells.items():
             if cell_size != size:
                 continue
-            curves = [list(json.loads((f / "curve.json").read_text()).values()) for f in folders]
-            length = min(len(c) for c in curves)
-            kimg = [curves[0][i]["kimg"] for i in range(length)]
-            _band(axes[0][column], kimg, [[c[i]["fid"] for c in curves] for i in range(length)], variant)
+            curves = [{round(p["kimg"], 3): p["fid"] for p in json.loads((f / "curve.json").read_text()).values()}
+                      for f in folders]
+            kimg = sorted(set.intersection(*(set(c) for c in curves)))  # the points every seed has
+            _band(axes[0][column], kimg, [[c[k] for c in curves] for k in kimg], variant)
             gaps = [_score_gap(f) for f in folders]
             length = min(len(g) for g in gaps)
             _band(axes[1][column], [gaps[0][i][0] for i in range(length)],
@@ -181,7 +211,7 @@ def _band(axis, x: list[float], values: list[list[float]], label: str) -> None:
 
 
 def _grids(cells: dict[tuple[int, str], list[Path]], docs: Path) -> None:
-    """An 8x8 grid of G_ema per size and variant: the seed-0 cell, the same latents for all."""
+    """An 8x8 grid of G_ema per size and variant: the cell of the lowest seed, the same latents for all."""
     from gancore.pretrained import load_run
     from gancore.samples import save_samples
 

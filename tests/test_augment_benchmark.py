@@ -31,7 +31,8 @@ def test_cells_train_measure_once_and_merge(tmp_path, capsys):
     curve = json.loads((cell / "curve.json").read_text())
     assert list(curve) == ["step-000002", "step-000004"] and all(point["fid"] >= 0 for point in curve.values())
     result = json.loads((cell / "eval.json").read_text())
-    assert result["checkpoint"] == "step-000004" and result["protocol"]["real_samples"] == 48  # the full set's first 48
+    assert result["checkpoint"] == "step-000004" and result["protocol"]["real_samples"] == 48
+    assert result["reference_from_item"] == 32  # images 32..79: none of the 32 the cell trained on
     # Nothing is measured twice.
     stamp = (cell / "eval.json").stat().st_mtime_ns
     assert benchmark.main(args) == 0 and (cell / "eval.json").stat().st_mtime_ns == stamp

@@ -210,3 +210,17 @@ def test_kernel_plugins_register_through_the_hook(register_plugin):
         assert choose("upfirdn2d", "auto", torch.empty(1, 1, 2, 2, device="meta"), None) is impl.function
     finally:
         REGISTRY._impls["upfirdn2d"].pop("fake-kernel", None)
+
+
+def test_a_crop_larger_than_the_image_made_up_by_padding_on_the_other_side():
+    torch.manual_seed(1)
+    x = torch.randn(1, 2, 4, 4, dtype=torch.float64)
+    f = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    for up, down, pad in (((1, 1), (1, 1), (-5, 6, 0, 2)), ((2, 2), (1, 1), (-9, 11, 1, -2)), ((1, 1), (2, 1), (2, -1, -5, 7))):
+        # The naive version takes positive pads; a crop of the input crops the valid convolution's output.
+        x0, x1, y0, y1 = pad
+        full = naive_upfirdn2d(x, torch.outer(f, f), up, (1, 1), tuple(max(p, 0) for p in pad))
+        full = full[:, :, max(-y0, 0) : full.shape[2] - max(-y1, 0), max(-x0, 0) : full.shape[3] - max(-x1, 0)]
+        expected = full[:, :, :: down[1], :: down[0]]
+        got = ops.upfirdn2d(x, f, up=list(up), down=list(down), padding=list(pad))
+        assert got.shape == expected.shape and torch.allclose(got, expected)

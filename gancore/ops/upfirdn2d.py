@@ -120,11 +120,19 @@ def _resample(x: Tensor, kernel: Tensor, up: tuple[int, int], pad: tuple[int, in
     y0, y1, x0, x1 = pad
     weight = kernel[None, None].repeat(c, 1, 1, 1)
     if up == (1, 1):
-        x = F.pad(x, [x0, x1, y0, y1])
+        x = _pad_crop(x, (x0, x1, y0, y1))
         return F.conv2d(x, weight.flip(2, 3), stride=down, groups=c)
     # The transposed convolution is the full convolution of the zero-inserted image (less its
     # all-zero tail); pad and crop it to the window the padded valid convolution would give.
     x = F.conv_transpose2d(x, weight, stride=up, groups=c)
     (uy, ux) = up
-    x = F.pad(x, [x0 - (kw - 1), ux + x1 - kw, y0 - (kh - 1), uy + y1 - kh])
+    x = _pad_crop(x, (x0 - (kw - 1), ux + x1 - kw, y0 - (kh - 1), uy + y1 - kh))
     return x[:, :, :: down[0], :: down[1]]
+
+
+def _pad_crop(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
+    """Zero-pad the positive sides of ``(x0, x1, y0, y1)``, then crop the negative ones (a crop
+    larger than the image is fine as long as the padding on the other side makes up for it)."""
+    x0, x1, y0, y1 = pad
+    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    return x[:, :, max(-y0, 0) : x.shape[2] - max(-y1, 0), max(-x0, 0) : x.shape[3] - max(-x1, 0)]
