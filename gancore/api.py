@@ -32,7 +32,9 @@ def load_config(
     if overrides:
         raw = apply_overrides(raw, overrides, source=f"{source} (--set)")
     manager = manager or PluginManager()
-    return parse_run_config(raw, manager.backbone_config_class, manager.config_class, source=source)
+    return parse_run_config(
+        raw, manager.backbone_config_class, manager.config_class, source=source, plugin_name=manager.canonical_name
+    )
 
 
 def train(

@@ -7,12 +7,19 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gancore.config import ge
+
 __all__ = [
+    "CHECKPOINT_FILES",
     "CheckpointError",
+    "check_safetensors",
+    "newest_intact_checkpoint",
+    "verify_checkpoint",
     "find_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
@@ -214,19 +221,91 @@ def find_checkpoint(path: str | Path) -> Path:
 
 #: Keys every state.json holds.
 STATE_KEYS = ("step", "nimg", "config", "data_info", "plugins", "optimizers")
+#: The safetensors files of a training checkpoint (without the suffix).
+CHECKPOINT_FILES = ("G", "G_ema", "D", "optim-G", "optim-D", "run")
+
+
+@attrs.frozen(kw_only=True)
+class _DataInfoState:
+    name: str
+    shape: list[int]
+    c_dim: int = attrs.field(validator=ge(0))
+
+
+@attrs.frozen(kw_only=True)
+class _State:
+    """The fields of state.json and their types, checked like a run config's."""
+
+    step: int = attrs.field(validator=ge(0))
+    nimg: int = attrs.field(validator=ge(0))
+    config: dict[str, Any]
+    data_info: _DataInfoState
+    plugins: dict[str, Any]
+    optimizers: dict[str, Any]
+    metrics: dict[str, float] = attrs.field(factory=dict)
+    metrics_protocol: dict[str, Any] = attrs.field(factory=dict)
+    best_fid: float | None = None
 
 
 def read_state(checkpoint: Path) -> dict[str, Any]:
-    """Read a checkpoint's state.json; a missing, invalid or incomplete file is a CheckpointError."""
+    """Read a checkpoint's state.json, every field checked; a missing, invalid or incomplete file is
+    a CheckpointError listing every problem (``state.json: step: expected an integer, got 'x'``)."""
+    from gancore.config import structure_section
+
     path = Path(checkpoint) / "state.json"
     try:
         with path.open(encoding="utf-8") as f:
             state = json.load(f)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON: {exc}") from None
     missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise CheckpointError(f"{path}: incomplete, missing {', '.join(missing)}")
+    problems: list[str] = []
+    structure_section(state, _State, "state.json", problems)
+    if problems:
+        raise CheckpointError(f"{path}: " + "; ".join(p.removeprefix("state.json.") for p in problems))
     return state
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise a CheckpointError if ``path`` is missing, or shorter or longer than its header says
+    (a write cut off by a kill or a full disk), without reading the tensors."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            header_length = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(header_length)) if 0 < header_length <= size - 8 else None
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (its header is damaged)")
+    end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + header_length + end != size:
+        raise CheckpointError(f"{path}: damaged or truncated ({size} bytes, its header describes {8 + header_length + end})")
+
+
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Check a checkpoint without loading it: state.json field by field, and every safetensors
+    file's length against its header. Raises a CheckpointError naming the first bad file."""
+    read_state(checkpoint)
+    for name in CHECKPOINT_FILES:
+        check_safetensors(Path(checkpoint) / f"{name}.safetensors")
+
+
+def newest_intact_checkpoint(run_dir: Path, before: Path | None = None) -> Path | None:
+    """The newest checkpoint of ``run_dir`` that :func:`verify_checkpoint` accepts (older than
+    ``before`` if given), or None."""
+    for checkpoint in reversed(list_checkpoints(Path(run_dir) / "checkpoints")):
+        if before is not None and checkpoint.name >= before.name:
+            continue
+        try:
+            verify_checkpoint(checkpoint)
+        except CheckpointError:
+            continue
+        return checkpoint
+    return None

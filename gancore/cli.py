@@ -157,6 +157,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print("| metric | value |\n|---|---|")
     for key, value in result.metrics.items():
         print(f"| {key.removeprefix('Metrics/')} | {value:.4f} |")
+    if "kid" in metrics:
+        print(f"kid: {result.protocol['kid']}")
     source = Path(args.source)
     default = source / f"eval-step-{run.step:06d}.json" if (source / "checkpoints").is_dir() else Path("eval.json")
     out = Path(args.json) if args.json else default

@@ -20,6 +20,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = [
     "BackboneEntry",
     "ConfigError",
+    "canonical_dataset",
+    "canonical_name",
     "DATASET_NAMES",
     "DataConfig",
     "PluginEntry",
@@ -139,10 +141,26 @@ converter: cattrs.Converter = _make_converter()
 
 #: Names accepted by ``[data] name``; ``gancore.data`` builds one data set for each.
 DATASET_NAMES: tuple[str, ...] = ("mog25", "ring8", "synthetic-images", "folder", "fmnist")
+#: Other spellings of data set names ("-" and "_" are alike, case does not matter).
+DATASET_ALIASES = {"fashion-mnist": "fmnist", "fashionmnist": "fmnist"}
+
+
+def canonical_name(name: str) -> str:
+    """A name with "_" as "-" and in lower case: plugin and data set names compare like pip's."""
+    return name.strip().lower().replace("_", "-")
+
+
+def canonical_dataset(name: Any) -> Any:
+    """The data set name ``name`` stands for (``fashion_mnist`` -> ``fmnist``); unknown names unchanged."""
+    if not isinstance(name, str):
+        return name
+    key = canonical_name(name)
+    key = DATASET_ALIASES.get(key, key)
+    return key if key in DATASET_NAMES else name
 
 
 def _known_dataset(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if value not in DATASET_NAMES:
+    if canonical_dataset(value) not in DATASET_NAMES:
         raise ValueError(f"unknown data set {value!r}; known: {', '.join(DATASET_NAMES)}")
 
 
@@ -150,7 +168,7 @@ def _known_dataset(instance: Any, attribute: attrs.Attribute, value: str) -> Non
 class DataConfig:
     """The ``[data]`` table: which data set, where it lives and how it is shaped."""
 
-    name: str = attrs.field(default="mog25", validator=_known_dataset)
+    name: str = attrs.field(default="mog25", converter=canonical_dataset, validator=_known_dataset)
     path: str | None = None
     resolution: int | None = attrs.field(default=None, validator=gt(0))
     channels: int | None = attrs.field(default=None, validator=one_of(None, 1, 3))
@@ -352,7 +370,7 @@ def _set_plugin_field(raw: dict[str, Any], name: str, rest: list[str], value: An
         return "the plugins key must be a list"
     for i, entry in enumerate(entries):
         entry_name = entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, dict) else None
-        if entry_name != name:
+        if not isinstance(entry_name, str) or canonical_name(entry_name) != canonical_name(name):
             continue
         if not rest:
             return "give a field, e.g. plugins.<name>.<field>=value"
@@ -380,12 +398,14 @@ def parse_run_config(
     backbone_config_class: Callable[[str], type],
     plugin_config_class: Callable[[str], type | None],
     source: str = "<config>",
+    plugin_name: Callable[[str], str] | None = None,
 ) -> RunConfig:
     """Structure a raw config dict into a :class:`RunConfig`, reporting all problems at once.
 
     ``backbone_config_class(name)`` and ``plugin_config_class(name)`` look up the config classes
     of registered backbones and installed plugins; they raise ``LookupError`` with a helpful
-    message for unknown names.
+    message for unknown names. ``plugin_name(name)`` turns another spelling of an installed
+    plugin's name (``eqgan-sa``) into its own (``eqgan_sa``).
     """
     problems: list[str] = []
     raw = {key: value for key, value in raw.items() if key != META_KEY}
@@ -435,6 +455,7 @@ def parse_run_config(
             continue
         fields = dict(entry)
         name = fields.pop("name")
+        name = plugin_name(name) if plugin_name is not None else name
         path = f"plugins.{name}"
         if name in seen:
             problems.append(f"{path}: listed twice")

@@ -148,8 +148,18 @@ class PluginManager:
         """Names of all plugins that can be loaded: installed entry points and local ones."""
         return sorted(set(self._entry_points) | set(_local_plugins))
 
+    def canonical_name(self, name: str) -> str:
+        """The installed plugin that ``name`` spells ("-" and "_" alike, any case), or ``name`` itself."""
+        if name in _local_plugins or name in self._entry_points:
+            return name
+        from gancore.config import canonical_name
+
+        matches = [n for n in self.available_names() if canonical_name(n) == canonical_name(name)]
+        return matches[0] if len(matches) == 1 else name
+
     def plugin_class(self, name: str) -> Any:
         """The class (or instance, for local registrations) behind plugin ``name``."""
+        name = self.canonical_name(name)
         if name in _local_plugins:
             return _local_plugins[name]
         if name in self._classes:

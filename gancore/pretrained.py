@@ -129,9 +129,16 @@ def _check_plugins(config: dict[str, Any], manager: "PluginManager", where: str)
     backbone = config.get("backbone", {}).get("name")
     if backbone and backbone not in manager.backbones:
         owner = config.get(META_KEY, {}).get("backbone_plugin") or backbone
+        dist = f"gancore-{owner.replace('_', '-')}"
+        registered = ", ".join(sorted(manager.backbones)) or "none"
+        if manager.canonical_name(owner) in manager.available_names():
+            raise MissingPluginError(
+                f"{where}: this model needs backbone {backbone!r}, which the installed {dist} does not provide "
+                f"(registered backbones: {registered}); it may need another version of {dist}"
+            )
         raise MissingPluginError(
-            f"{where}: this model needs gancore-{owner.replace('_', '-')} (backbone {backbone!r}); "
-            f"pip install gancore-{owner.replace('_', '-')}"
+            f"{where}: this model needs backbone {backbone!r} from {dist} (registered backbones: {registered}); "
+            f"pip install {dist}"
         )
     for entry in config.get("plugins", []):
         name = entry if isinstance(entry, str) else entry.get("name")
@@ -175,7 +182,7 @@ def _load_exported(
     info = DataInfo(**{k: tuple(v) if k == "shape" else v for k, v in meta["data_info"].items()})
     if device is not None:
         config = {**config, "train": {**config.get("train", {}), "device": device}}
-    run = Run.build(config, manager=manager, data_info=info, for_training=False)
+    run = Run.build(config, manager=manager, data_info=info, for_training=False, source=str(folder / "config.json"))
     files = index.get("components", {})
     for name in components:
         if name not in files:

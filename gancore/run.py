@@ -3,7 +3,7 @@
 import contextlib
 import copy
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import attrs
 import torch
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from gancore import checkpoint as ckpt, evaluation, loop
 from gancore.backbone import PLUGIN_MODULE_GROUPS, BackboneSpec, DataInfo, count_parameters
-from gancore.config import META_KEY, ConfigError, RunConfig, parse_run_config
+from gancore.config import META_KEY, ConfigError, RunConfig, apply_overrides, parse_run_config
 from gancore.data import Dataset, build_dataset, epoch_of
 from gancore.data.base import mix_seed
 from gancore.distributed import init_from_environment, is_distributed, rank, rank_slice, world_size
@@ -124,28 +124,31 @@ class Run:
         dataset: Dataset | None = None,
         data_info: DataInfo | None = None,
         for_training: bool = True,
+        source: str = "<config>",
     ) -> "Run":
         """Build a run: plugins, data, networks, ``gancore_setup``, G_ema and optimizers.
 
-        ``config`` is a :class:`RunConfig` or a raw run-file dict. Without ``dataset`` the data
-        set named in the config is loaded, unless ``data_info`` is given and ``for_training`` is
-        False (rebuilding a run to sample from it). Nothing is written until training starts.
+        ``config`` is a :class:`RunConfig` or a raw run-file dict (``source`` names where it came
+        from in config errors). Without ``dataset`` the data set named in the config is loaded,
+        unless ``data_info`` is given and ``for_training`` is False (rebuilding a run to sample
+        from it). Nothing is written until training starts.
         """
         manager = manager or PluginManager()
         if not isinstance(config, RunConfig):
             config = parse_run_config(
-                config, manager.backbone_config_class, manager.config_class, source="<config>"
+                config, manager.backbone_config_class, manager.config_class, source=source,
+                plugin_name=manager.canonical_name,
             )
         torch.manual_seed(config.train.seed)
         try:
             device = init_from_environment(config.train.device) if for_training else None
             device = device or resolve_device(config.train.device)
         except RuntimeError as exc:
-            raise ConfigError("the run config", [f"train.device: {exc}"]) from None
+            raise ConfigError(source, [f"train.device: {exc}"]) from None
         if rank() != 0:
             out_dir = None  # rank 0 alone writes logs, samples and checkpoints
         if for_training:
-            _check_batch_split(config)
+            _check_batch_split(config, source)
         if dataset is None and (for_training or data_info is None):
             dataset = build_dataset(config.data)
         info = dataset.info if dataset is not None else data_info
@@ -154,14 +157,14 @@ class Run:
         try:
             backbone_config = backbone.resolve_config(config.backbone.config, info)
         except ValueError as exc:
-            raise ConfigError("the run config", [f"backbone: {exc}"]) from None
+            raise ConfigError(source, [f"backbone: {exc}"]) from None
         config = config.evolve(backbone=attrs.evolve(config.backbone, config=backbone_config))
         manager.load_run_plugins(config.plugins)
         manager.check_pending()
         manager.check_requirements(backbone)
         if config.train.pl_weight > 0 and "path_length" not in backbone.capabilities:
             raise ConfigError(
-                "the run config",
+                source,
                 [f"train.pl_weight: backbone {backbone.name!r} has no path_length capability; set it to 0"],
             )
         run = cls(config, manager, backbone, info, dataset, device, Path(out_dir) if out_dir else None)
@@ -184,21 +187,49 @@ class Run:
 
     @classmethod
     def resume(
-        cls, path: str | Path, steps: int | None = None, *, manager: PluginManager | None = None
+        cls,
+        path: str | Path,
+        steps: int | None = None,
+        *,
+        manager: PluginManager | None = None,
+        overrides: Sequence[str] = (),
+        from_previous: bool = False,
     ) -> "Run":
         """Rebuild a run from its newest checkpoint (or a given checkpoint folder).
 
-        ``steps`` extends (or shortens) the run's total length. The run keeps writing into the
-        run folder that holds the checkpoint.
+        ``steps`` extends the run's total length (it must exceed the checkpoint's step);
+        ``overrides`` are ``--set`` style ``key=value`` changes to its config. With
+        ``from_previous`` the run goes on from the newest intact checkpoint before its newest one
+        (a damaged or diverged newest checkpoint). A damaged checkpoint is an error naming the
+        file and the newest intact one. The run keeps writing into the run folder that holds the
+        checkpoint.
         """
         checkpoint = ckpt.find_checkpoint(path)
-        state = ckpt.read_state(checkpoint)
-        raw = dict(state["config"])
-        if steps is not None:
-            raw["train"] = {**raw.get("train", {}), "steps": steps}
         run_dir = checkpoint.parent.parent
-        run = cls.build(raw, out_dir=run_dir, manager=manager)
-        run.load_checkpoint(checkpoint, state)
+        if from_previous:
+            previous = ckpt.newest_intact_checkpoint(run_dir, before=checkpoint)
+            if previous is None:
+                raise ckpt.CheckpointError(f"{run_dir}: no intact checkpoint before {checkpoint.name}")
+            checkpoint = previous
+        try:
+            state = ckpt.read_state(checkpoint)
+            raw = dict(state["config"])
+            if steps is not None:
+                if steps <= state["step"]:
+                    raise ConfigError("--steps", [
+                        f"train.steps: the run is at step {state['step']} already; give more steps than that, "
+                        f"got {steps}"
+                    ])
+                raw["train"] = {**raw.get("train", {}), "steps": steps}
+            if overrides:
+                raw = apply_overrides(raw, overrides, source=f"{checkpoint / 'state.json'} (--set)")
+            run = cls.build(raw, out_dir=run_dir, manager=manager, source=str(checkpoint / "state.json"))
+            run.load_checkpoint(checkpoint, state)
+        except ckpt.CheckpointError as exc:
+            intact = ckpt.newest_intact_checkpoint(run_dir, before=checkpoint)
+            hint = (f"; the newest intact checkpoint before it is {intact.name}: resume from it with "
+                    f"`gancore resume {run_dir} --from-previous`") if intact is not None else "; no intact checkpoint precedes it"
+            raise ckpt.CheckpointError(f"{exc}{hint}") from None
         return run
 
     @classmethod
@@ -219,7 +250,8 @@ class Run:
         checkpoint = ckpt.find_checkpoint(path)
         state = ckpt.read_state(checkpoint)
         info = DataInfo(**{k: tuple(v) if k == "shape" else v for k, v in state["data_info"].items()})
-        run = cls.build(state["config"], manager=manager, data_info=info, for_training=False)
+        run = cls.build(state["config"], manager=manager, data_info=info, for_training=False,
+                        source=str(checkpoint / "state.json"))
         for component in components:
             if component not in ("G", "D", "G_ema"):
                 raise ValueError(f"unknown component {component!r}; expected G, D or G_ema")
@@ -443,17 +475,17 @@ class Run:
             self.log.truncate_after(self.step)
 
 
-def _check_batch_split(config: RunConfig) -> None:
+def _check_batch_split(config: RunConfig, source: str) -> None:
     """The global batch must split evenly over the processes, and each process's over its micro-batches."""
     train = config.train
     if train.batch % world_size():
-        raise ConfigError("the run config", [
+        raise ConfigError(source, [
             f"train.batch: {train.batch} is the global batch and must be divisible by the "
             f"number of processes ({world_size()})"
         ])
     per_process = train.batch // world_size()
     if train.batch_per_gpu and per_process % train.batch_per_gpu:
-        raise ConfigError("the run config", [
+        raise ConfigError(source, [
             f"train.batch_per_gpu: {train.batch_per_gpu} must divide the batch of each process "
             f"({train.batch} / {world_size()} = {per_process}); the rest is gradient accumulation"
         ])

@@ -149,7 +149,14 @@ def test_a_missing_plugin_names_the_package(tmp_path):
     config["plugins"], config["backbone"]["name"] = [], "biggan"
     config["gancore"]["backbone_plugin"] = "biggan"
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MissingPluginError, match="this model needs gancore-biggan"):
+    with pytest.raises(MissingPluginError, match="this model needs backbone 'biggan' from gancore-biggan "
+                                                 r"\(registered backbones: dcgan, mlp, stylegan2\); pip install gancore-biggan"):
+        from_pretrained(folder)
+    # The plugin that registered it is installed, but provides no such backbone: say so, not "install it".
+    config["backbone"]["name"], config["gancore"]["backbone_plugin"] = "dcgan_xl", "dcgan"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MissingPluginError, match="this model needs backbone 'dcgan_xl', which the installed "
+                                                 "gancore-dcgan does not provide"):
         from_pretrained(folder)
 
 

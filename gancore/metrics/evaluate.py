@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from gancore.metrics.generative import compute_metrics
+from gancore.metrics.generative import compute_metrics, kid_subset
 
 __all__ = ["Evaluation", "default_cache_dir", "extract_features", "reference_features", "evaluate"]
 
@@ -94,7 +94,7 @@ def evaluate(
     for start in range(0, n, 1000):
         fake_parts.append(extract_features(extractor, sample(min(1000, n - start), seed + start), batch))
     fake = torch.cat(fake_parts)
-    results = compute_metrics(real, fake, tuple(metrics), kid_subset_size=min(1000, real.shape[0], n))
+    results = compute_metrics(real, fake, tuple(metrics), kid_subset_size=kid_subset(min(real.shape[0], n)))
     protocol = {
         "extractor": extractor_name,
         "feature_dim": int(real.shape[1]),
@@ -105,7 +105,8 @@ def evaluate(
             f"{data_config.name} {data_config.split} split, first {real.shape[0]} items, "
             f"resolution {dataset.info.shape[-1]}, fit {data_config.fit}"
         ),
-        "kid": "unbiased MMD², cubic polynomial kernel, 100 subsets of min(1000, N)",
+        "kid": f"unbiased MMD², cubic polynomial kernel, raw (not x10³), 100 subsets of "
+               f"{kid_subset(min(real.shape[0], n))}",
         "pr": "improved precision/recall, k = 3",
         "reference_cached": cached,
     }

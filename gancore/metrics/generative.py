@@ -5,7 +5,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-__all__ = ["METRICS", "compute_metrics", "fid", "kid", "precision_recall"]
+__all__ = ["METRICS", "compute_metrics", "fid", "kid", "kid_subset", "precision_recall"]
 
 #: The metrics :func:`compute_metrics` knows, by the names the CLI and configs use.
 METRICS: tuple[str, ...] = ("fid", "kid", "pr")
@@ -39,9 +39,18 @@ def fid(real: Tensor, fake: Tensor) -> float:
     return float(metric.compute())
 
 
+def kid_subset(n: int, subset_size: int = 1000) -> int:
+    """The KID subset size for ``n`` samples: ``subset_size`` (torchmetrics' and the paper's 1000), or
+    half the samples when there are no more than that, so that the subsets differ and the std means
+    something (subsets of all ``n`` samples would all be the same set)."""
+    return subset_size if n > subset_size else max(2, n // 2)
+
+
 def kid(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """Kernel distance (unbiased MMD² with the cubic polynomial kernel): mean and std over ``subsets``
-    random subsets of ``min(subset_size, N)`` samples, drawn from ``seed``."""
+    """Kernel distance: the unbiased MMD² with the cubic polynomial kernel ``(x·y / d + 1)³``, in the
+    features' own units (not multiplied by 10³ as some papers print it). Mean and std over
+    ``subsets`` random subsets of ``min(subset_size, N)`` samples, drawn from ``seed`` (see
+    :func:`kid_subset` for a size that keeps the subsets different)."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
     _check(real, fake)
