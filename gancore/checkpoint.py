@@ -1,5 +1,6 @@
 """Training checkpoints: safetensors per network, optimizer state, state.json; atomic writes."""
 
+import errno
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from gancore.config import ge
 __all__ = [
     "CHECKPOINT_FILES",
     "CheckpointError",
+    "CheckpointWriteError",
     "check_safetensors",
     "newest_intact_checkpoint",
     "verify_checkpoint",
@@ -39,6 +41,11 @@ class CheckpointError(ValueError):
     """A missing, incomplete or mismatching checkpoint; the message names the file."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a quota, permissions); nothing half-written
+    is left, and the message names the file, the space needed and the newest complete checkpoint."""
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -55,9 +62,22 @@ def _tensors_for_saving(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
 
 
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """``safetensors.save_file``, its write failures (reported as SafetensorError) raised as OSError naming the file."""
+    try:
+        save_file(_tensors_for_saving(tensors), str(path))
+    except OSError as exc:
+        exc.filename = exc.filename or str(path)
+        raise
+    except Exception as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        number = int(code.group(1)) if code else errno.EIO
+        raise OSError(number, os.strerror(number) if code else str(exc), str(path)) from exc
+
+
 def save_module(module: nn.Module, path: Path) -> None:
     """Write a module's state dict (parameters and buffers) as one safetensors file."""
-    save_file(_tensors_for_saving(module.state_dict()), str(path))
+    _save_tensors(module.state_dict(), path)
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -132,13 +152,17 @@ def _write_files(
         save_module(module, tmp / f"{name}.safetensors")
     for name, optimizer in optimizers.items():
         tensors, meta = optimizer_tensors(optimizer)
-        save_file(_tensors_for_saving(tensors), str(tmp / f"optim-{name}.safetensors"))
+        _save_tensors(tensors, tmp / f"optim-{name}.safetensors")
         state["optimizers"][name] = meta
-    save_file(_tensors_for_saving(extra_tensors), str(tmp / "run.safetensors"))
-    with (tmp / "state.json").open("w", encoding="utf-8") as f:
-        json.dump(state, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
+    _save_tensors(extra_tensors, tmp / "run.safetensors")
+    try:
+        with (tmp / "state.json").open("w", encoding="utf-8") as f:
+            json.dump(state, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        exc.filename = exc.filename or str(tmp / "state.json")
+        raise
     for file in tmp.iterdir():
         with file.open("rb") as f:
             os.fsync(f.fileno())
@@ -165,12 +189,21 @@ def write_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     folder = name or f"step-{step:06d}"
     final = root / folder
+    existing = list_checkpoints(root)
+    if keep is not None and name is None:
+        # Make room first, so that a quota holding exactly `keep` checkpoints can rotate; the newest
+        # complete checkpoint always stays until the new one is in place.
+        for stale in existing[: max(0, len(existing) - max(keep - 1, 1))]:
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{folder}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
         _write_files(tmp, modules, optimizers, extra_tensors, state)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointWriteError(_write_failure(root, folder, exc)) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -186,6 +219,19 @@ def write_checkpoint(
         for stale in list_checkpoints(root)[:-keep]:
             shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _write_failure(root: Path, folder: str, exc: OSError) -> str:
+    """One line: which checkpoint and file failed and why, the space it needs, what is intact."""
+    where = f" ({Path(exc.filename).name})" if getattr(exc, "filename", None) else ""
+    newest = list_checkpoints(root)
+    space = ""
+    if newest:
+        needed = sum(f.stat().st_size for f in newest[-1].iterdir() if f.is_file())
+        free = shutil.disk_usage(root).free
+        space = f"; it needs about {needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free"
+    intact = f"the newest complete checkpoint is {newest[-1]}" if newest else "no complete checkpoint exists yet"
+    return f"could not write checkpoint {root / folder}: {exc.strerror or exc}{where}{space}; {intact}"
 
 
 def list_checkpoints(root: Path) -> list[Path]:

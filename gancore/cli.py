@@ -65,6 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = [*args.set, *([f"train.steps={args.steps}"] if args.steps is not None else [])]
     config = load_config(args.config, overrides, manager=manager)
     out = Path(args.out) if args.out else _default_out_dir(args.config)
+    args.out = str(out)  # what main() reports if training is aborted
     if out.exists() and not out.is_dir():
         return _fail(f"--out {out} is a file, not a folder", EXIT_USAGE)
     first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 owns the folder
@@ -85,7 +86,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from gancore.run import Run
 
     first_rank = os.environ.get("RANK", "0") == "0"
-    run = Run.resume(args.run_dir, steps=args.steps)
+    run = Run.resume(args.run_dir, steps=args.steps, overrides=args.set, from_previous=args.from_previous)
     if first_rank:
         print(f"resuming at step {run.step} of {run.config.train.steps}", file=sys.stderr)
     run.train(args.steps)
@@ -150,6 +151,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run = load_run(args.source, components=("G_ema",)).to(resolve_device(args.device))
     if not run.data_info.is_image:
         return _fail(f"{args.source}: FID, KID and precision/recall measure images; this model makes points", EXIT_USAGE)
+    source = Path(args.source)
+    default = source / f"eval-step-{run.step:06d}.json" if (source / "checkpoints").is_dir() else Path("eval.json")
+    out = Path(args.json) if args.json else default
+    if out.exists() and not args.force:  # before measuring: an evaluation can take minutes
+        return _fail(f"{out} exists (an earlier evaluation); give another --json file, or --force to replace it",
+                     EXIT_USAGE)
     data_config = attrs.evolve(run.config.data, path=args.data_path) if args.data_path else run.config.data
     result = run.measure(metrics, args.n, args.seed, args.extractor, build_dataset(data_config), default_cache_dir())
     name = result.protocol["extractor"]
@@ -159,11 +166,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"| {key.removeprefix('Metrics/')} | {value:.4f} |")
     if "kid" in metrics:
         print(f"kid: {result.protocol['kid']}")
-    source = Path(args.source)
-    default = source / f"eval-step-{run.step:06d}.json" if (source / "checkpoints").is_dir() else Path("eval.json")
-    out = Path(args.json) if args.json else default
     payload = {"source": str(args.source), "step": run.step, **result.as_json()}
-    out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out)
     print(f"wrote {out}")
     return 0
 
@@ -301,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a run from its newest checkpoint")
     p.add_argument("run_dir", help="run folder or checkpoint folder")
     p.add_argument("--steps", type=int, help="new total number of steps (default: the run's train.steps)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--from-previous", action="store_true",
+                   help="go on from the newest intact checkpoint before the newest (a damaged or diverged one)")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("sample", help="write samples of a run's G_ema as a PNG grid")
@@ -321,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
     p.add_argument("--json", help="where to write the results (default: <run>/eval-step-N.json for a run, else eval.json)")
     p.add_argument("--data-path", help="folder of the data set's files, if not where the run found them")
+    p.add_argument("--force", action="store_true", help="replace the JSON file of an earlier evaluation")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train-extractor", help="train the feature extractor of a domain metric (fmnist)")
@@ -362,9 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gancore`` command; returns the exit status."""
-    from gancore.checkpoint import CheckpointError
+    from gancore.checkpoint import CheckpointError, CheckpointWriteError
     from gancore.config import ConfigError
     from gancore.data import DataError
+    from gancore.runfolder import RunFolderBusyError
+    from gancore.signals import TrainingInterrupted
     from gancore.metrics.extractors import ExtractorUnavailableError
     from gancore.plugins import HookError, PluginError
 
@@ -377,14 +389,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except ExtractorUnavailableError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except RunFolderBusyError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except HookError as exc:
         return _fail(str(exc), 1)
-    except FloatingPointError as exc:
-        return _fail(f"training diverged: {exc}; earlier checkpoints are intact (lower the learning rates?)", 1)
+    except FloatingPointError as exc:  # DivergenceError: its message names the step, value and newest checkpoint
+        return _fail(str(exc), 1)
     except PluginError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except TrainingInterrupted as exc:
+        hint = f"; continue with: gancore resume {exc.checkpoint.parent.parent}" if exc.checkpoint is not None else ""
+        return _fail(f"interrupted: {exc}{hint}", exc.exit_status)
+    except OSError as exc:  # a full disk, a quota, permissions: one line, earlier results intact
+        return _fail(str(exc) if isinstance(exc, CheckpointWriteError) else
+                     f"could not write {exc.filename or 'a file'}: {exc.strerror or exc}", 1)
     except KeyboardInterrupt:
-        return _fail("interrupted; the newest checkpoint is intact", 130)
+        return _fail(f"aborted; {_intact(args)}", 130)
+
+
+def _intact(args: argparse.Namespace) -> str:
+    """What an aborted command left behind that can be trusted (its run folder's newest checkpoint)."""
+    from gancore.checkpoint import latest_checkpoint
+
+    folder = getattr(args, "out", None) or getattr(args, "run_dir", None)
+    if folder is None or getattr(args, "func", None) not in (cmd_train, cmd_resume):
+        return "nothing was written"
+    folder = Path(folder)
+    if (folder / "state.json").is_file():  # a checkpoint folder was given
+        folder = folder.parent.parent
+    latest = latest_checkpoint(folder)
+    if latest is None:
+        return f"no checkpoint of {folder} was written"
+    return f"the newest complete checkpoint is {latest}; continue with: gancore resume {folder}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -224,6 +224,9 @@ class TrainConfig:
     tensorboard: bool = True
     grid: int = attrs.field(default=64, validator=gt(0))
     progress: bool = True
+    divergence: str = attrs.field(default="stop", validator=one_of("stop", "warn", "off"))
+    divergence_limit: float = attrs.field(default=1e4, validator=gt(0.0))
+    divergence_steps: int = attrs.field(default=20, validator=ge(1))
 
     @betas.validator
     def _check_betas(self, attribute: attrs.Attribute, value: tuple[float, float]) -> None:

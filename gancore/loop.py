@@ -1,12 +1,19 @@
 """The training loop: steps, logging, sample grids, checkpoints, evaluations and the run's summary."""
 
 import json
+import signal
 import sys
 import time
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from gancore.distributed import rank
+from gancore.checkpoint import latest_checkpoint
+from gancore.distributed import is_distributed, rank
+from gancore.divergence import DivergenceError, DivergenceGuard
 from gancore.evaluation import keep_best
+from gancore.runfolder import RunLock, remove_orphaned_temporaries
+from gancore.signals import TrainingInterrupted, stop_on_signals
 
 if TYPE_CHECKING:  # pragma: no cover
     from gancore.run import Run
@@ -15,41 +22,118 @@ __all__ = ["train"]
 
 
 def train(run: "Run", steps: int | None = None) -> "Run":
-    """Train ``run`` until ``steps`` (default ``train.steps``) steps are done; write logs, samples, checkpoints."""
+    """Train ``run`` until ``steps`` (default ``train.steps``) steps are done; write logs, samples, checkpoints.
+
+    With a run folder, the process holds the folder's lock while it trains (a second writer is
+    refused with :class:`~gancore.runfolder.RunFolderBusyError`) and first removes what killed
+    checkpoint writers left. SIGINT or SIGTERM finish the current step, write a checkpoint and raise
+    :class:`~gancore.signals.TrainingInterrupted`. A loss or output beyond
+    ``train.divergence_limit`` for ``train.divergence_steps`` steps stops training with a
+    :class:`~gancore.divergence.DivergenceError` (or warns, per ``train.divergence``), as does a
+    NaN or infinite loss; their messages name the newest checkpoint.
+    """
     config = run.config.train
     total = config.steps if steps is None else steps
-    if run.out_dir is not None:
-        _prepare_out_dir(run)
+    lock = _take_folder(run) if run.out_dir is not None else None
+    guard = DivergenceGuard(config.divergence_limit, config.divergence_steps) if config.divergence != "off" else None
     progress = _progress(total, run.step, enabled=config.progress and rank() == 0)
     started = run_started = time.perf_counter()
     first_step = run.step
     steps_since_log = 0
     try:
-        while run.step < total:
-            run.log.add(run.trainer.step())
-            steps_since_log += 1
-            done = run.step
-            last = done == total
-            if (config.eval_every and done % config.eval_every == 0) or last:
-                run.log.add(run.evaluate())
-                keep_best(run)
-            if done % config.log_every == 0 or last:
-                now = time.perf_counter()
-                line = run.log.flush(done, run.kimg, (now - started) / steps_since_log)
-                started, steps_since_log = now, 0
-                progress.set_postfix(_short_stats(line), refresh=False)
-            if run.out_dir is not None:
-                if (config.sample_every and done % config.sample_every == 0) or last:
-                    run.save_sample_grid(run.out_dir / "samples" / f"step-{done:06d}.png")
-                if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
-                    run.save_checkpoint()
-            progress.update(1)
+        with stop_on_signals(announce=rank() == 0) as stop:
+            while run.step < total:
+                try:
+                    stats = run.trainer.step()
+                except DivergenceError:
+                    raise
+                except FloatingPointError as exc:
+                    raise DivergenceError(f"training diverged: {exc}; {_newest_checkpoint(run)}") from None
+                run.log.add(stats)
+                steps_since_log += 1
+                done = run.step
+                last = done == total
+                message = guard.check(done, stats) if guard is not None else None
+                if message and config.divergence == "stop":
+                    run.log.flush(done, run.kimg, (time.perf_counter() - started) / steps_since_log)
+                    raise DivergenceError(f"{message}; {_newest_checkpoint(run)} (lower the learning rates?)")
+                if message and guard is not None and guard.streak == guard.patience:
+                    warnings.warn(message, stacklevel=2)
+                if (config.eval_every and done % config.eval_every == 0) or last:
+                    run.log.add(run.evaluate())
+                    keep_best(run)
+                if done % config.log_every == 0 or last:
+                    now = time.perf_counter()
+                    line = run.log.flush(done, run.kimg, (now - started) / steps_since_log)
+                    started, steps_since_log = now, 0
+                    progress.set_postfix(_short_stats(line), refresh=False)
+                if run.out_dir is not None:
+                    if (config.sample_every and done % config.sample_every == 0) or last:
+                        run.save_sample_grid(run.out_dir / "samples" / f"step-{done:06d}.png")
+                    if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
+                        run.save_checkpoint()
+                progress.update(1)
+                if _stop_requested(stop.signum) and not last:
+                    if steps_since_log:
+                        run.log.flush(done, run.kimg, (time.perf_counter() - started) / steps_since_log)
+                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, done, _checkpoint_now(run))
     finally:
         progress.close()
         run.log.close()
+        if lock is not None:
+            lock.release()
+            run.lock = None
     if run.out_dir is not None and run.step > first_step:
         _write_summary(run, time.perf_counter() - run_started)
     return run
+
+
+def _take_folder(run: "Run") -> RunLock | None:
+    """Lock the run folder (rank 0, which alone writes), clean up after killed writers, write config.json."""
+    assert run.out_dir is not None
+    if rank() != 0:
+        return None
+    lock = run.lock if run.lock is not None else RunLock(run.out_dir).acquire()
+    run.lock = lock
+    removed = remove_orphaned_temporaries(run.out_dir / "checkpoints")
+    if removed:
+        print(f"gancore: removed {len(removed)} temporary folder(s) left by killed checkpoint writers: "
+              f"{', '.join(p.name for p in removed)}", file=sys.stderr)
+    _prepare_out_dir(run)
+    return lock
+
+
+def _stop_requested(signum: int | None) -> bool:
+    """Whether to stop now; under data parallelism every rank stops at the same step."""
+    if not is_distributed():
+        return signum is not None
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([1.0 if signum is not None else 0.0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _checkpoint_now(run: "Run") -> Path | None:
+    """A checkpoint of the current step: the one just written, or a new one (None without a run folder)."""
+    if run.out_dir is None or rank() != 0:
+        return None
+    latest = latest_checkpoint(run.out_dir)
+    if latest is not None and latest.name == f"step-{run.step:06d}":
+        return latest
+    return run.save_checkpoint()
+
+
+def _newest_checkpoint(run: "Run") -> str:
+    """What a user can go back to, said truthfully."""
+    if run.out_dir is None:
+        return "the run has no folder, so no checkpoint exists"
+    latest = latest_checkpoint(run.out_dir)
+    if latest is None:
+        every = run.config.train.checkpoint_every
+        return f"no checkpoint was written before it (train.checkpoint_every = {every})"
+    return f"the newest checkpoint is {latest} (step {int(latest.name.split('-')[1])})"
 
 
 def _write_json(path: Any, payload: Mapping[str, Any]) -> None:

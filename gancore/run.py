@@ -16,6 +16,7 @@ from gancore.data import Dataset, build_dataset, epoch_of
 from gancore.data.base import mix_seed
 from gancore.distributed import init_from_environment, is_distributed, rank, rank_slice, world_size
 from gancore.plugins import PluginManager
+from gancore.runfolder import RunLock
 from gancore.samples import save_samples
 from gancore.sampling import draw_samples
 from gancore.trainer import Trainer
@@ -98,6 +99,8 @@ class Run:
         self.opt_D: torch.optim.Optimizer | None = None
         #: The training step and its phases.
         self.trainer = Trainer(self)
+        #: The run folder's lock while this process writes to it (see :mod:`gancore.runfolder`).
+        self.lock: RunLock | None = None
         self.last_stats: dict[str, float] = {}
         #: The newest evaluation (``Metrics/...``), empty until the first one.
         self.metrics: dict[str, float] = {}
@@ -197,7 +200,7 @@ class Run:
     ) -> "Run":
         """Rebuild a run from its newest checkpoint (or a given checkpoint folder).
 
-        ``steps`` extends the run's total length (it must exceed the checkpoint's step);
+        ``steps`` extends the run's total length (it may not be below the checkpoint's step);
         ``overrides`` are ``--set`` style ``key=value`` changes to its config. With
         ``from_previous`` the run goes on from the newest intact checkpoint before its newest one
         (a damaged or diverged newest checkpoint). A damaged checkpoint is an error naming the
@@ -211,25 +214,33 @@ class Run:
             if previous is None:
                 raise ckpt.CheckpointError(f"{run_dir}: no intact checkpoint before {checkpoint.name}")
             checkpoint = previous
+        lock = RunLock(run_dir).acquire() if rank() == 0 else None  # before anything in it changes
         try:
             state = ckpt.read_state(checkpoint)
             raw = dict(state["config"])
             if steps is not None:
-                if steps <= state["step"]:
+                if steps < state["step"]:
                     raise ConfigError("--steps", [
-                        f"train.steps: the run is at step {state['step']} already; give more steps than that, "
+                        f"train.steps: the run is at step {state['step']} already; give at least that many, "
                         f"got {steps}"
                     ])
                 raw["train"] = {**raw.get("train", {}), "steps": steps}
             if overrides:
                 raw = apply_overrides(raw, overrides, source=f"{checkpoint / 'state.json'} (--set)")
             run = cls.build(raw, out_dir=run_dir, manager=manager, source=str(checkpoint / "state.json"))
+            run.lock = lock
             run.load_checkpoint(checkpoint, state)
         except ckpt.CheckpointError as exc:
+            if lock is not None:
+                lock.release()
             intact = ckpt.newest_intact_checkpoint(run_dir, before=checkpoint)
             hint = (f"; the newest intact checkpoint before it is {intact.name}: resume from it with "
                     f"`gancore resume {run_dir} --from-previous`") if intact is not None else "; no intact checkpoint precedes it"
             raise ckpt.CheckpointError(f"{exc}{hint}") from None
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         return run
 
     @classmethod

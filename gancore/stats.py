@@ -19,8 +19,11 @@ class StatsLog:
         self.history: list[dict[str, Any]] = []
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
-        #: A TensorBoard writer when ``tensorboard_dir`` is given and TensorBoard is installed.
-        self.tensorboard = _tensorboard_writer(tensorboard_dir) if tensorboard_dir is not None else None
+        #: Where TensorBoard events go (the writer is made at the first flush: nothing is written
+        #: before training logs something).
+        self.tensorboard_dir = tensorboard_dir
+        #: The TensorBoard writer, once made (None when TensorBoard is not installed).
+        self.tensorboard: Any = None
 
     def add(self, values: Mapping[str, float]) -> None:
         """Add one step's values to the running means."""
@@ -40,6 +43,9 @@ class StatsLog:
         if self.path is not None:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line, allow_nan=True) + "\n")
+        if self.tensorboard is None and self.tensorboard_dir is not None:
+            self.tensorboard = _tensorboard_writer(self.tensorboard_dir)
+            self.tensorboard_dir = None  # made once (or found missing once)
         if self.tensorboard is not None:
             for key, value in line.items():
                 if key != "step":

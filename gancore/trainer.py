@@ -323,6 +323,7 @@ class Trainer:
             loss = adversarial + _sum_terms(terms, adversarial)
             self.optimize(run.opt_G, loss)
             stats["Loss/G/adversarial"] = float(adversarial.detach())
+            stats["Output/G/mean_abs"] = float(fake.detach().abs().mean())
             if weights is not None:
                 stats["Loss/G/weight_sum"] = float(weights.sum()) * self.accumulation[1]
             _report_terms(stats, "Loss/G", terms)

@@ -90,6 +90,7 @@ class FolderDataset(Dataset):
                     f"data.num_samples: asked for {num_samples} images, {self.path} holds only {len(self.files)}"
                 )
             self.files = self.files[:num_samples]
+        self._check_headers()
         if resolution is None or channels is None:
             with self._open(0) as first:
                 if resolution is None:
@@ -137,6 +138,23 @@ class FolderDataset(Dataset):
                 if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("._"):
                     files.append(Path(root, name).relative_to(self.path).as_posix())
         return sorted(files)
+
+    def _check_headers(self) -> None:
+        """Read every file's image header (not its pixels) before training: a file that is no image
+        is a DataError now, not when training reaches it."""
+        bad = []
+        for index in range(len(self.files)):
+            try:
+                source: Any = (io.BytesIO(self._archive().read(self.files[index])) if self._is_zip
+                               else self.path / self.files[index])
+                with Image.open(source) as image:
+                    if min(image.size) < 1:
+                        raise ValueError(f"size {image.size}")
+            except (OSError, ValueError, SyntaxError, zipfile.BadZipFile, Image.DecompressionBombError) as exc:
+                bad.append(f"{self.file_name(index)} ({exc})")
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise DataError(f"data.path: {len(bad)} file(s) are not readable images: {'; '.join(bad[:3])}{more}")
 
     def _archive(self) -> zipfile.ZipFile:
         # One handle per process: a handle inherited over fork must not be shared.

@@ -1,0 +1,62 @@
+"""Stopping training cleanly: SIGINT and SIGTERM finish the current step, write a checkpoint and stop; a second one aborts."""
+
+import contextlib
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["StopRequest", "TrainingInterrupted", "stop_on_signals"]
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after a completed step; ``checkpoint`` is where it was saved (None without a run folder)."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None):
+        self.signum = signum
+        self.step = step
+        self.checkpoint = checkpoint
+        name = signal.Signals(signum).name
+        where = f"; checkpoint written: {checkpoint}" if checkpoint is not None else "; the run has no folder, nothing was saved"
+        super().__init__(f"{name}: stopped after step {step}{where}")
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal number, as a shell reports a process ended by it (130, 143)."""
+        return 128 + self.signum
+
+
+class StopRequest:
+    """The signal received while training (None until one arrives)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+
+@contextlib.contextmanager
+def stop_on_signals(announce: bool = True) -> Iterator[StopRequest]:
+    """Within the block, the first SIGINT or SIGTERM only records itself (the loop finishes its
+    step, writes a checkpoint and stops); a second one raises KeyboardInterrupt at once.
+
+    Only the main thread can take signals; elsewhere the block changes nothing.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if request.signum is not None:
+            raise KeyboardInterrupt  # the second signal: abort now (checkpoints are written atomically)
+        request.signum = signum
+        if announce:
+            print(f"\ngancore: {signal.Signals(signum).name} received: finishing this step and writing a "
+                  "checkpoint; send it again to abort at once", file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
