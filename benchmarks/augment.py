@@ -5,7 +5,9 @@
 
 Every cell (size, variant, seed) is a gancore run folder under ``--out`` (default
 ``benchmarks/augment``), checkpointed every ``--curve-every`` steps and kept: an interrupted cell
-resumes from its newest checkpoint, a finished one is skipped. Each checkpoint's G_ema is measured
+resumes from its newest checkpoint, a finished one is skipped. The cells' results (config.json,
+stats.jsonl, curve.json, eval.json) are committed, their checkpoints are not: a cell with results
+but no checkpoints counts as done, so the study can span sessions and machines. Each checkpoint's G_ema is measured
 once for the FID curve (``--curve-n`` samples, ``curve.json``) and the last one in full
 (``--n`` samples: FID, KID and precision/recall, ``eval.json``), always with the ``fmnist``
 extractor against training images that no cell trained on (the training split from item
@@ -216,7 +218,10 @@ def _grids(cells: dict[tuple[int, str], list[Path]], docs: Path) -> None:
     from gancore.samples import save_samples
 
     for (size, variant), folders in cells.items():
-        run = load_run(folders[0], components=("G_ema",))
+        with_weights = [f for f in folders if (f / "checkpoints").is_dir()]
+        if not with_weights:  # results kept without checkpoints: the grid made with them stays
+            continue
+        run = load_run(with_weights[0], components=("G_ema",))
         save_samples(docs / f"grid-{size}-{variant}.png", run.sample(64, seed=2024))
 
 
@@ -250,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             for variant in variants:
                 folder = args.out / "cells" / _cell_name(size, variant, seed)
                 print(f"{size} images, {variant}, seed {seed}", flush=True)
+                if (folder / "eval.json").is_file() and not (folder / "checkpoints").is_dir():
+                    print("  done (its results are kept without its checkpoints)", flush=True)
+                    continue
                 train_cell(folder, _cell_config(args, size, variant, seed))
                 result = _evaluate(folder, args)
                 print("  " + ", ".join(f"{k.removeprefix('Metrics/')} {v:.4g}" for k, v in result["metrics"].items()),
