@@ -1,26 +1,16 @@
-"""benchmarks/augment.py: cells train on the first N images, are measured against the full set once, and merge."""
+"""benchmarks/augment.py: cells train on the first N images, are measured against held-out images once, and merge."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 from gancore.testing import write_fake_fmnist
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _augment_benchmark():
-    spec = importlib.util.spec_from_file_location("augment_benchmark", REPO / "benchmarks" / "augment.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_cells_train_measure_once_and_merge(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    benchmark = _augment_benchmark()
+    benchmark = load_benchmark("augment")
     data = write_fake_fmnist(tmp_path / "fmnist", train=96, test=10)
     args = ["--sizes", "32", "--variants", "baseline,ada", "--seeds", "0", "--steps", "4", "--width", "8",
             "--curve-every", "2", "--curve-n", "40", "--n", "48", "--data-path", str(data), "--out", str(tmp_path / "out")]

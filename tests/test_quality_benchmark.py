@@ -1,21 +1,12 @@
 """benchmarks/quality.py: cells train, resume and are measured once; the merge builds the table."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _quality():
-    spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark
 
 
 def test_mog_cells_train_resume_and_merge(tmp_path, capsys):
-    quality = _quality()
+    quality = load_benchmark("quality")
     args = ["--study", "mog", "--steps", "20", "--seeds", "0,1", "--cells", "^(baseline|dgl-1/2)$",
             "--device", "cpu", "--checkpoint-every", "10", "--out", str(tmp_path)]
     assert quality.main(args) == 0
@@ -38,6 +29,6 @@ def test_mog_cells_train_resume_and_merge(tmp_path, capsys):
 
 
 def test_fmnist_variants_cover_the_study():
-    names = set(_quality()._variants("fmnist"))
+    names = set(load_benchmark("quality")._variants("fmnist"))
     assert {"baseline", "topk", "glead", "eqgan_sa", "dgl-1/2", "dgl-1/4", "topk+glead", "glead+eqgan_sa",
             "all four (dgl-1/2)"} <= names
