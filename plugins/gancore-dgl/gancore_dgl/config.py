@@ -30,3 +30,10 @@ class DGLConfig:
     #: Multiply the teacher term per sample by the sample weights (e.g. top-k's mask); off, the
     #: teacher sees every fake, as the stacking rules of the methods specify.
     use_sample_weights: bool = False
+    #: The teacher's term per fake: "adversarial" (G's loss under the teacher, the paper's form and
+    #: the official BigGAN code's) or "pathreg_ens" (the official StyleGAN2 launcher's
+    #: ``G_pathreg_ens``: stopgrad(-D_T) * softplus(-D_T), only where D_T < 0; use weight 0.5, its alpha).
+    teacher_loss: str = attrs.field(default="adversarial", validator=one_of("adversarial", "pathreg_ens"))
+    #: Run the teacher in train mode, as the official BigGAN code does (its spectral-norm power
+    #: iteration keeps running); its weights stay frozen either way.
+    teacher_train_mode: bool = False

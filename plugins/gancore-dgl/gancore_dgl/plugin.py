@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from gancore import LossTerm, hookimpl
@@ -10,7 +11,22 @@ from gancore.losses import g_adversarial_loss
 from gancore_dgl.config import DGLConfig
 from gancore_dgl.teacher import check_compatible, count, load_teacher
 
-__all__ = ["DGL"]
+__all__ = ["DGL", "teacher_term"]
+
+
+def teacher_term(logits: Tensor, kind: str, loss: str = "nonsaturating") -> Tensor:
+    """The teacher's term per fake ``[N]`` from its logits.
+
+    ``"adversarial"``: G's adversarial loss under ``loss``. ``"pathreg_ens"``: the official
+    StyleGAN2 code's ``G_pathreg_ens`` term, ``stopgrad(-D_T) * softplus(-D_T) * [D_T < 0]``: only
+    fakes the teacher finds fake count, weighted by how fake it finds them.
+    """
+    if kind == "adversarial":
+        return g_adversarial_loss(logits, loss)
+    if kind == "pathreg_ens":
+        confidence = (-logits).detach()
+        return confidence * torch.nn.functional.softplus(-logits) * (logits < 0).to(logits.dtype)
+    raise ValueError(f"unknown teacher term {kind!r}; expected 'adversarial' or 'pathreg_ens'")
 
 
 class DGL:
@@ -42,6 +58,7 @@ class DGL:
             return
         teacher = load_teacher(self.config.teacher, self.config.teacher_revision, run.device)
         check_compatible(run, teacher, self.config.teacher)
+        teacher.D.train(self.config.teacher_train_mode)
         self.teacher_run = teacher
 
     @hookimpl
@@ -63,7 +80,7 @@ class DGL:
         if self.stage < 2:
             return None
         logits = self.teacher(fake, inputs["c"]).float()
-        per_sample = g_adversarial_loss(logits, run.config.train.loss)
+        per_sample = teacher_term(logits, self.config.teacher_loss, run.config.train.loss)
         if self.config.use_sample_weights and weights is not None and weight_sum is not None:
             loss = (weights.to(per_sample.dtype) * per_sample).sum() / weight_sum
         else:
@@ -101,8 +118,10 @@ class DGL:
             f" ({counts['dgl.teacher.D']:,} parameters; its G has {counts['dgl.teacher.G']:,}, this student G "
             f"{counts['G']:,})" if "dgl.teacher.D" in counts else ""
         )
+        term = ("its adversarial loss" if c.teacher_loss == "adversarial"
+                else "the official StyleGAN2 code's pathreg_ens term (stopgrad(-D_T)·softplus(-D_T) where D_T < 0)")
         return (
             f"DGL (Tian et al. 2021): a frozen teacher discriminator from `{c.teacher}`{sizes} added "
-            f"λ = {c.weight} times its adversarial loss on the fakes to G's loss from step "
-            f"{c.teacher_from_step} on."
+            f"λ = {c.weight} times {term} on the fakes to G's loss from step "
+            f"{c.teacher_from_step} on{' (teacher in train mode)' if c.teacher_train_mode else ''}."
         )

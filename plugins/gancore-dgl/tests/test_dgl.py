@@ -170,3 +170,27 @@ def test_docs_list_every_config_field():
     page = (Path(__file__).resolve().parents[3] / "docs" / "methods" / "dgl.md").read_text()
     missing = [f.name for f in attrs.fields(DGLConfig) if f"| `{f.name}` |" not in page]
     assert not missing, f"docs/methods/dgl.md lacks {missing}"
+
+
+def test_pathreg_ens_term_on_hand_made_scores():
+    from gancore_dgl.plugin import teacher_term
+
+    logits = torch.tensor([-2.0, -0.5, 0.0, 1.5], requires_grad=True)
+    term = teacher_term(logits, "pathreg_ens")
+    softplus = torch.nn.functional.softplus
+    expected = torch.tensor([2.0 * float(softplus(torch.tensor(2.0))), 0.5 * float(softplus(torch.tensor(0.5))), 0.0, 0.0])
+    assert torch.allclose(term, expected)
+    (grad,) = torch.autograd.grad(term.sum(), logits)
+    # The weight -D_T is held constant: d/dD [c * softplus(-D)] = -c * sigmoid(-D); nothing where D_T >= 0.
+    assert torch.allclose(grad, torch.tensor([-2.0 * float(torch.sigmoid(torch.tensor(2.0))),
+                                              -0.5 * float(torch.sigmoid(torch.tensor(0.5))), 0.0, 0.0]))
+    assert torch.allclose(teacher_term(logits, "adversarial"), softplus(-logits))
+
+
+def test_pathreg_ens_and_train_mode_in_a_run(teacher_dir):
+    student = _student(teacher_dir, steps=1, teacher_loss="pathreg_ens", weight=0.5, teacher_train_mode=True)
+    assert student.plugins["dgl"].teacher.training
+    student.train()
+    assert "Loss/G/dgl_teacher" in student.last_stats
+    assert "pathreg_ens" in student.hooks.model_card(student)
+    assert not _student(teacher_dir, steps=1).plugins["dgl"].teacher.training
