@@ -163,8 +163,9 @@ def test_torchrun_cli(tmp_path):
         '[backbone]\nname = "mlp"\nwidth = 16\n[data]\nname = "mog25"\nnum_samples = 256\n'
         '[train]\nsteps = 4\nbatch = 8\ndevice = "cpu"\nprogress = false\nlog_every = 2\neval_samples = 100\n'
     )
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(_free_port()), "-m", "gancore", "train", str(config), "--out", str(tmp_path / "run")]
+    # --standalone: the rendezvous port is chosen by the OS when it binds, so no other process can take it first.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "gancore", "train", str(config), "--out", str(tmp_path / "run")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("done: 4 steps") == 1  # rank 0 alone reports
