@@ -196,7 +196,7 @@ def _plot(cells: dict[tuple[int, str], list[Path]], path: Path) -> None:
             _band(axes[1][column], [gaps[0][i][0] for i in range(length)],
                   [[g[i][1] for g in gaps] for i in range(length)], variant)
         axes[0][column].set_title(f"first {size:,} Fashion-MNIST images")
-        axes[0][column].set_ylabel("FID (fmnist features, vs the full training set)")
+        axes[0][column].set_ylabel("FID (fmnist features, vs held-out training images)")
         axes[1][column].set_ylabel("D(real) - D(fake), mean logit")
         axes[1][column].set_xlabel("kimg")
         axes[0][column].legend()
