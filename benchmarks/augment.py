@@ -94,7 +94,7 @@ def _measure(checkpoint: Path, metrics: tuple[str, ...], n: int, args: argparse.
     from gancore.run import resolve_device
 
     run = load_run(checkpoint, components=("G_ema",)).to(resolve_device(args.device))
-    held_out_from = max(int(s) for s in args.sizes.split(",") if s.strip())
+    held_out_from = args.held_out_from or max(int(s) for s in args.sizes.split(",") if s.strip())
     # A cache folder of its own: the reference cache is keyed by the data config, not by the items held out.
     cache = default_cache_dir() / f"held-out-from-{held_out_from}"
     evaluation = run.measure(metrics, n, 0, "fmnist", _reference(run, held_out_from), cache)
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-every", type=int, default=300, help="steps between the FID curve's points")
     parser.add_argument("--curve-n", type=int, default=2000, help="samples per FID curve point")
     parser.add_argument("--n", type=int, default=10000, help="samples for the final metrics")
+    parser.add_argument("--held-out-from", type=int, default=None,
+                        help="first training item of the reference set (default: the largest --sizes)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-path", default=None, help="folder of the Fashion-MNIST idx files")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "augment")

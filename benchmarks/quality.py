@@ -33,7 +33,7 @@ from cells import mean_std, train_cell  # noqa: E402
 
 METHODS = {
     "topk": ["topk"],
-    "glead": [{"name": "glead", "r": 8, "decoder_resolution": 32}],
+    "glead": [{"name": "glead", "distance": "mse", "r": 8, "decoder_resolution": 32}],
     "eqgan_sa": ["eqgan_sa"],
 }
 

@@ -72,7 +72,7 @@ def _cases(teacher: str) -> dict[str, tuple[dict, bool]]:
                     cases[name] = (_config(resolution, batch, precision, compile_, []), kernels)
     methods = {
         "topk": ["topk"],
-        "glead": [{"name": "glead", "r": 64}],
+        "glead": [{"name": "glead", "distance": "mse", "r": 64}],
         "eqgan_sa": ["eqgan_sa"],
         "dgl": [{"name": "dgl", "teacher": teacher}],
     }
@@ -80,7 +80,7 @@ def _cases(teacher: str) -> dict[str, tuple[dict, bool]]:
         cases[f"256px b32 fp32 kernels + {name}"] = (_config(256, 32, "fp32", False, plugins), True)
     everything = [p for plugins in methods.values() for p in plugins]
     cases["256px b32 fp32 kernels + all four"] = (_config(256, 32, "fp32", False, everything), True)
-    inert = ["topk", {"name": "glead", "r": 64, "lambda_real": 0.0, "lambda_fake": 0.0},
+    inert = ["topk", {"name": "glead", "distance": "mse", "r": 64, "lambda_real": 0.0, "lambda_fake": 0.0},
              {"name": "eqgan_sa", "sel": False, "align": False}, {"name": "dgl", "teacher": teacher, "weight": 0.0}]
     cases["256px b32 fp32 kernels + all four inert"] = (_config(256, 32, "fp32", False, inert), True)
     return cases

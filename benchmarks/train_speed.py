@@ -37,7 +37,7 @@ CASES = {
 }
 #: The same backbones with method plugins: their cost per step.
 for _name, _plugins in (
-    ("glead (r 8)", [{"name": "glead", "r": 8}]),
+    ("glead (r 8)", [{"name": "glead", "distance": "mse", "r": 8}]),
     ("eqgan_sa", ["eqgan_sa"]),
     ("topk", ["topk"]),
     ("ADA (p 0.5)", [{"name": "augment", "p": 0.5, "adaptive": False}]),

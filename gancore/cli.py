@@ -216,12 +216,23 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     """Build a run without training and describe it."""
     from gancore.api import load_config
+    from gancore.data import DataError, declared_info
     from gancore.plugins import PluginManager
     from gancore.run import Run
 
     manager = PluginManager()
     config = load_config(args.config, args.set, manager=manager)
-    run = _build(Run, config, args.config, manager=manager)
+    try:
+        run = _build(Run, config, args.config, manager=manager)
+        missing_data = None
+    except DataError as exc:
+        # A recipe for a data set that is not on this machine still describes its networks, from the
+        # shape its [data] table declares; files only training needs (a DGL teacher, LPIPS) are not loaded.
+        info = declared_info(config.data)
+        if info is None:
+            raise
+        run = _build(Run, config, args.config, manager=manager, data_info=info, for_training=False)
+        missing_data = str(exc)
     resolved = run.resolved_config()
     meta = resolved.pop("gancore")
     report = {
@@ -229,7 +240,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "backbone": {"name": run.backbone.name, "plugin": meta["backbone_plugin"],
                      "capabilities": sorted(run.backbone.capabilities)},
         "plugins": [{"name": name, **meta["plugins"].get(name, {})} for name in config.plugin_names],
-        "data": {**meta["data_info"], "size": len(run.dataset) if run.dataset is not None else None},
+        "data": {**meta["data_info"], "size": len(run.dataset) if run.dataset is not None else None,
+                 "available": missing_data is None, "problem": missing_data},
         "device": str(run.device),
         "params": run.parameter_counts(),
         "gancore_version": meta["version"],
@@ -243,8 +255,13 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"capabilities: {', '.join(report['backbone']['capabilities'])}")
     stack = ", ".join(f"{p['name']} {p.get('version') or ''}".strip() for p in report["plugins"]) or "none"
     print(f"plugins: {stack}")
-    print(f"data: {report['data']['name']}, sample shape {report['data']['shape']}, "
-          f"{report['data']['size']} items, c_dim {report['data']['c_dim']}")
+    if missing_data is None:
+        print(f"data: {report['data']['name']}, sample shape {report['data']['shape']}, "
+              f"{report['data']['size']} items, c_dim {report['data']['c_dim']}")
+    else:
+        print(f"data: {report['data']['name']} is not available here ({missing_data}); the networks below are "
+              f"built from the shape the config declares, {report['data']['shape']}, and files that only "
+              "training reads (a teacher, LPIPS weights) were not loaded")
     print("parameters:")
     for name, count in report["params"].items():
         print(f"  {name:<32} {count:>12,}")

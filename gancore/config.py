@@ -5,6 +5,7 @@ import difflib
 import json
 import sys
 import types
+import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -123,12 +124,32 @@ def _strict_str(value: Any, _: type) -> str:
     return value
 
 
+def _optional_number_type(kind: Any) -> type | None:
+    """``int`` or ``float`` when ``kind`` is ``int | None`` or ``float | None``, else None."""
+    args = typing.get_args(kind)
+    if len(args) == 2 and type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        if inner in (int, float):
+            return inner
+    return None
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     conv.register_structure_hook(int, _strict_int)
     conv.register_structure_hook(float, _strict_float)
     conv.register_structure_hook(bool, _strict_bool)
     conv.register_structure_hook(str, _strict_str)
+
+    # TOML has no null: an optional number takes the string "none" for None.
+    def optional_number(value: Any, kind: Any) -> int | float | None:
+        if value is None or value == "none":
+            return None
+        if isinstance(value, str):
+            raise TypeError(f'expected a number or "none", got {value!r}')
+        return conv.structure(value, _optional_number_type(kind))
+
+    conv.register_structure_hook_func(lambda kind: _optional_number_type(kind) is not None, optional_number)
     return conv
 
 
@@ -174,6 +195,7 @@ class DataConfig:
     channels: int | None = attrs.field(default=None, validator=one_of(None, 1, 3))
     num_samples: int | None = attrs.field(default=None, validator=gt(0))
     max_items: int | None = attrs.field(default=None, validator=gt(0))
+    xflip: bool = False
     std: float | None = attrs.field(default=None, validator=gt(0.0))
     labels: bool = False
     split: str = attrs.field(default="train", validator=one_of("train", "test"))

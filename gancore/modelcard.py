@@ -39,6 +39,7 @@ def render_model_card(
     source = json.dumps(repo_id or "path/to/this/folder")
     methods = run.hooks.model_card(run).strip()
     limited = f", its first {config.data.max_items:,} items only" if config.data.max_items else ""
+    limited += ", doubled with x-flips" if config.data.xflip else ""
     parts = [
         _front_matter(run, metrics),
         f"# {repo_id.split('/')[-1] if repo_id else 'gancore model'}",

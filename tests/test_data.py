@@ -507,3 +507,23 @@ def test_max_items_bounds_training_and_is_recorded(tmp_path):
     run.train()
     assert int(torch.cat(seen).max()) < 16 and run.epoch == 1  # 3 steps of 8 over 16 items
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["max_items"] == 16
+
+
+def test_xflip_doubles_the_data_with_mirror_images():
+    from gancore.config import DataConfig
+    from gancore.data import build_dataset
+
+    plain = build_dataset(DataConfig(name="synthetic-images", resolution=8, num_samples=6, labels=True, max_items=4))
+    doubled = build_dataset(DataConfig(name="synthetic-images", resolution=8, num_samples=6, labels=True, max_items=4,
+                                       xflip=True))
+    assert len(doubled) == 8 and doubled.info == plain.info and "doubled with x-flips" in doubled.describe()
+    x, c = doubled.get(torch.tensor([1, 5, 0, 7]))
+    x_plain, c_plain = plain.get(torch.tensor([1, 1, 0, 3]))
+    assert torch.equal(x[0], x_plain[0]) and torch.equal(x[2], x_plain[2])
+    assert torch.equal(x[1], x_plain[1].flip(2)) and torch.equal(x[3], x_plain[3].flip(2))
+    assert not torch.equal(x[1], x[0])  # the synthetic images are not symmetric
+    assert torch.equal(c, c_plain)
+    with pytest.raises(IndexError):
+        doubled.get(torch.tensor([8]))
+    with pytest.raises(DataError, match="data.xflip: .*points, not images"):
+        build_dataset(DataConfig(name="mog25", xflip=True))

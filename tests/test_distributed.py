@@ -79,7 +79,7 @@ def test_every_method_plugin_trains_under_two_processes(tmp_path):
     teacher = tmp_path / "teacher"
     Run.build(make_tiny_config("dcgan", steps=1, **{"data.resolution": 16}), out_dir=teacher).train()
     raw = make_tiny_config(
-        "dcgan", [{"name": "augment", "interval": 1, "ada_kimg": 0.01}, "topk", "glead", "eqgan_sa",
+        "dcgan", [{"name": "augment", "interval": 1, "ada_kimg": 0.01}, "topk", {"name": "glead", "distance": "mse"}, "eqgan_sa",
                   {"name": "dgl", "teacher": str(teacher)}], steps=2, batch=8,
         **{"data.resolution": 16, "backbone.g_norm": "none"},
     )

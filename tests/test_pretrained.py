@@ -53,7 +53,7 @@ def test_config_json_names_everything_needed(tmp_path):
 
 
 def test_model_card_has_hub_metadata_and_each_plugin(tmp_path):
-    _, out = _trained(tmp_path, "dcgan", ["topk", "glead"])
+    _, out = _trained(tmp_path, "dcgan", ["topk", {"name": "glead", "distance": "mse"}])
     card = (export(out, tmp_path / "model", repo_id="someone/tiny") / "README.md").read_text()
     front = card.split("---")[1]
     assert "library_name: gancore" in front and '- "gan"' in front and '- "topk"' in front and '- "glead"' in front
@@ -68,7 +68,7 @@ def test_mixture_metrics_reach_the_card_with_their_protocol(tmp_path):
     assert "- \"modes_covered\"" in card and "| modes_covered |" in card and "200 samples" in card
 
 
-@pytest.mark.parametrize("plugins", [["glead"], ["eqgan_sa"], ["topk"]])
+@pytest.mark.parametrize("plugins", [[{"name": "glead", "distance": "mse"}], ["eqgan_sa"], ["topk"]])
 def test_round_trip_with_method_plugins(tmp_path, plugins):
     run, out = _trained(tmp_path, "dcgan", plugins)
     folder = export(out, tmp_path / "model")

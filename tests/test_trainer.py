@@ -292,7 +292,7 @@ def test_compiled_main_phases_train_like_eager():
 
 
 def test_compile_with_the_method_plugins():
-    run = Run.build(make_tiny_config("dcgan", ["topk", "glead", "eqgan_sa"], steps=2, compile=True,
+    run = Run.build(make_tiny_config("dcgan", ["topk", {"name": "glead", "distance": "mse"}, "eqgan_sa"], steps=2, compile=True,
                                      compile_backend="aot_eager", **{"data.resolution": 16})).train()
     assert all(math.isfinite(v) for v in run.last_stats.values())
 

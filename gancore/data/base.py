@@ -86,6 +86,39 @@ class FirstItems(Dataset):
         return f"{self.dataset.describe()}, first {self.count} used"
 
 
+class XFlipped(Dataset):
+    """An image data set doubled with its mirror images (``data.xflip``, NVIDIA's ``--mirror``).
+
+    Item ``i`` is item ``i`` of the data set, item ``len + i`` the same image flipped left to right.
+    """
+
+    def __init__(self, dataset: Dataset):
+        if not dataset.info.is_image:
+            raise DataError(f"data.xflip: {dataset.describe()} holds points, not images; x-flips need images")
+        self.dataset = dataset
+        self.info = dataset.info
+        self.has_quality_metrics = dataset.has_quality_metrics
+
+    def __len__(self) -> int:
+        return 2 * len(self.dataset)
+
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Items of the underlying data set; those from the second half flipped along the width."""
+        indices = index_tensor(indices, len(self))
+        n = len(self.dataset)
+        images, labels = self.dataset.get(indices % n)
+        flip = (indices >= n).to(images.device).view(-1, 1, 1, 1)
+        return torch.where(flip, images.flip(3), images), labels
+
+    def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
+        """The underlying data set's own metrics."""
+        return self.dataset.quality_metrics(samples)
+
+    def describe(self) -> str:
+        """The underlying data set's line, with the mirror images."""
+        return f"{self.dataset.describe()}, doubled with x-flips"
+
+
 def mix_seed(*parts: int) -> int:
     """Mix integers (a seed, an epoch, a purpose tag) into one well-spread 64-bit seed (splitmix64)."""
     state = 0x9E3779B97F4A7C15

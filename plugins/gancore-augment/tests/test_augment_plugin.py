@@ -89,7 +89,7 @@ def test_stacks_with_every_method_plugin(backbone, mode, tmp_path):
     teacher = tmp_path / "teacher"
     Run.build(_config([], backbone, steps=1, **{"data.resolution": 16}), out_dir=teacher).train()
     plugins = [{"name": "augment", "mode": mode, "p": 0.5, "adaptive": False}, "topk",
-               {"name": "glead", "real_in_dreg": True}, "eqgan_sa", {"name": "dgl", "teacher": str(teacher)}]
+               {"name": "glead", "distance": "mse", "real_in_dreg": True}, "eqgan_sa", {"name": "dgl", "teacher": str(teacher)}]
     run = Run.build(_config(plugins, backbone, steps=2, d_reg_interval=1, **{"data.resolution": 16})).train()
     stats = run.last_stats
     keys = ["Loss/D/glead_real", "Loss/Dreg/glead_real", "Loss/G/eqgan_sa_align", "Loss/G/dgl_teacher"]

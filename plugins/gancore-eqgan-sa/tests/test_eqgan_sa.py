@@ -216,7 +216,7 @@ def test_errors_name_the_problem():
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_stacks_with_topk_and_glead(backbone):
-    run = _build(backbone, ["topk", "eqgan_sa", "glead"], steps=2).train()
+    run = _build(backbone, ["topk", "eqgan_sa", {"name": "glead", "distance": "mse"}], steps=2).train()
     stats = run.last_stats
     assert {"topk/k_fraction", "Loss/G/eqgan_sa_align", "Loss/D/glead_real", "Loss/D/glead_fake"} <= set(stats)
 

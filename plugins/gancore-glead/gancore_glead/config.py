@@ -36,11 +36,13 @@ class GLeaDConfig:
     fake_target: str = attrs.field(default="image", validator=one_of("image", "feature"))
     #: Weight of the cosine feature term (fake_target = "feature").
     lambda_feature: float = attrs.field(default=10.0, validator=ge(0.0))
-    #: Reconstruction distance: "lpips" (the paper's; needs lpips_weights), "mse" or "l1".
-    distance: str = attrs.field(default="mse", validator=one_of("mse", "l1", "lpips"))
-    #: A local safetensors file with the LPIPS (AlexNet) weights; see gancore-glead-convert-lpips.
+    #: Reconstruction distance: "lpips" (the paper's and the official code's; needs the LPIPS file),
+    #: "mse" or "l1".
+    distance: str = attrs.field(default="lpips", validator=one_of("mse", "l1", "lpips"))
+    #: A local safetensors file with the LPIPS (AlexNet) weights; None: the file
+    #: gancore-glead-convert-lpips writes by default (``~/.cache/gancore/lpips/alex-v0.1.safetensors``).
     lpips_weights: str | None = None
     #: Also add the real term in the lazy R1 phase, times d_reg_interval (as the official code does).
-    real_in_dreg: bool = False
+    real_in_dreg: bool = True
     #: LPIPS upsamples smaller images to this size first (AlexNet's stride-4 stem needs room).
     lpips_min_size: int = attrs.field(default=64, validator=gt(0))

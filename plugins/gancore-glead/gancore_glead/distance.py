@@ -7,7 +7,7 @@ from torch import Tensor
 from gancore.config import ConfigError
 
 from gancore_glead.config import GLeaDConfig
-from gancore_glead.lpips import load_lpips
+from gancore_glead.lpips import ALEXNET_FILE, default_weights_path, load_lpips
 
 __all__ = ["Distance", "make_distance"]
 
@@ -26,18 +26,23 @@ def l1(a: Tensor, b: Tensor) -> Tensor:
 
 
 def make_distance(config: GLeaDConfig, device) -> Distance:
-    """The distance ``config.distance`` names, on ``device`` (LPIPS only from a local file)."""
+    """The distance ``config.distance`` names, on ``device`` (LPIPS only from a local file:
+    ``lpips_weights``, else :func:`~gancore_glead.lpips.default_weights_path`)."""
     if config.distance == "mse":
         return mse
     if config.distance == "l1":
         return l1
-    if config.lpips_weights is None:
+    path = config.lpips_weights or default_weights_path()
+    if config.lpips_weights is None and not default_weights_path().is_file():
         raise ConfigError(
             "the run config",
             [
-                "plugins.glead.lpips_weights: distance = 'lpips' needs the LPIPS AlexNet weights as a local "
-                "safetensors file (nothing is downloaded at run time; make one with "
-                "gancore-glead-convert-lpips), or choose distance = 'mse' or 'l1'"
+                f"plugins.glead.lpips_weights: distance = 'lpips' (the default, as in the official GLeaD code) needs "
+                f"the LPIPS AlexNet weights as a local file, and {default_weights_path()} does not exist. Nothing "
+                f"is downloaded at run time: get torchvision's {ALEXNET_FILE} and the lpips package's "
+                "lpips/weights/v0.1/alex.pth, then run `gancore-glead-convert-lpips --alexnet "
+                f"{ALEXNET_FILE} --lin alex.pth` (it writes that file), or set lpips_weights to a file it wrote; "
+                "or choose distance = 'mse' or 'l1' (not the paper's distance)"
             ],
         )
-    return load_lpips(config.lpips_weights, min_size=config.lpips_min_size).to(device)
+    return load_lpips(path, min_size=config.lpips_min_size).to(device)

@@ -1,9 +1,9 @@
 """LPIPS (Zhang et al. 2018, AlexNet variant, v0.1) from a local safetensors file, and its converter.
 
-Nothing is downloaded: the weights come from a file the user names. ``gancore-glead-convert-lpips``
-turns the two files the reference implementation uses (torchvision's AlexNet and the ``lpips``
-package's ``weights/v0.1/alex.pth``) into one safetensors file, reading them with
-``torch.load(weights_only=True)``.
+Nothing is downloaded: the weights come from a file the user names, or from the default place
+(:func:`default_weights_path`). ``gancore-glead-convert-lpips`` turns the two files the reference
+implementation uses (torchvision's AlexNet and the ``lpips`` package's ``weights/v0.1/alex.pth``)
+into one safetensors file, reading them with ``torch.load(weights_only=True)``.
 """
 
 import argparse
@@ -18,7 +18,10 @@ from torch import Tensor, nn
 
 from gancore.checkpoint import CheckpointError, read_tensors
 
-__all__ = ["LPIPS", "convert", "load_lpips", "main"]
+__all__ = ["LPIPS", "convert", "default_weights_path", "load_lpips", "main"]
+
+#: The torchvision AlexNet file LPIPS v0.1 was trained on top of (ImageNet weights).
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 
 #: AlexNet's conv layers as in torchvision's ``alexnet().features``: index, out, kernel, stride, padding.
 _CONVS = ((0, 64, 11, 4, 2), (3, 192, 5, 1, 2), (6, 384, 3, 1, 1), (8, 256, 3, 1, 1), (10, 256, 3, 1, 1))
@@ -100,6 +103,14 @@ def load_lpips(path: str | Path, min_size: int = 64) -> LPIPS:
     return net.requires_grad_(False).eval()
 
 
+def default_weights_path() -> Path:
+    """Where the converter writes and GLeaD looks when ``lpips_weights`` is not set:
+    ``$GANCORE_CACHE/lpips/alex-v0.1.safetensors`` (``~/.cache/gancore/...`` without the variable)."""
+    from gancore.metrics.evaluate import default_cache_dir
+
+    return default_cache_dir().parent / "lpips" / "alex-v0.1.safetensors"
+
+
 def convert(alexnet: str | Path, lin: str | Path, out: str | Path) -> Path:
     """Write the LPIPS safetensors file from torchvision's AlexNet and lpips' ``alex.pth`` files."""
     backbone = torch.load(alexnet, map_location="cpu", weights_only=True)
@@ -126,14 +137,16 @@ def convert(alexnet: str | Path, lin: str | Path, out: str | Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``gancore-glead-convert-lpips --alexnet A.pth --lin alex.pth --out lpips_alex.safetensors``."""
+    """``gancore-glead-convert-lpips --alexnet alexnet-owt-7be5be79.pth --lin alex.pth [--out FILE]``."""
     parser = argparse.ArgumentParser(prog="gancore-glead-convert-lpips", description=__doc__.splitlines()[0])
     parser.add_argument("--alexnet", required=True, help="torchvision's alexnet-owt-*.pth")
     parser.add_argument("--lin", required=True, help="the lpips package's weights/v0.1/alex.pth")
-    parser.add_argument("--out", required=True, help="the safetensors file to write")
+    parser.add_argument("--out", default=None,
+                        help="the safetensors file to write (default: where GLeaD looks without lpips_weights, "
+                             f"{default_weights_path()})")
     args = parser.parse_args(argv)
     try:
-        path = convert(args.alexnet, args.lin, args.out)
+        path = convert(args.alexnet, args.lin, args.out or default_weights_path())
     except (OSError, KeyError, RuntimeError, CheckpointError) as exc:
         print(f"gancore-glead-convert-lpips: {exc}", file=sys.stderr)
         return 2

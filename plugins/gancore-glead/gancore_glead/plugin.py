@@ -83,11 +83,13 @@ class GLeaD:
 
     @hookimpl
     def gancore_setup(self, run: Any) -> None:
-        """Attach the decoder and its heads to D; load the distance."""
+        """Attach the decoder and its heads to D; load the distance (for training only: a run rebuilt
+        to sample or describe it needs no LPIPS file)."""
         self.r, self.decoder_resolution = self.resolve(run)
         decoder = StateDecoder(run.D.feature_channels(), run.G.resume_state(self.r), self.decoder_resolution)
         run.D.attach(ATTACHMENT, decoder.to(run.device))
-        self.distance = make_distance(self.config, run.device)
+        if run.for_training:
+            self.distance = make_distance(self.config, run.device)
 
     def decoder(self, run: Any) -> StateDecoder:
         """The decoder attached to ``run.D``."""

@@ -20,7 +20,7 @@ def _real(run: Run, n: int = 8) -> torch.Tensor:
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_predicted_state_matches_resume_state(backbone):
-    run = Run.build(make_tiny_config(backbone, ["glead"]))
+    run = Run.build(make_tiny_config(backbone, [{"name": "glead", "distance": "mse"}]))
     plugin = run.plugins["glead"]
     assert plugin.r == run.G.block_resolutions()[0]  # a quarter of 8 px, at least G's first block
     _, features = run.D(_real(run, 4), features=True)
@@ -30,7 +30,7 @@ def test_predicted_state_matches_resume_state(backbone):
 
 
 def test_state_at_larger_r_on_stylegan2():
-    run = Run.build(make_tiny_config("stylegan2", [{"name": "glead", "r": 8, "decoder_resolution": 16},
+    run = Run.build(make_tiny_config("stylegan2", [{"name": "glead", "distance": "mse", "r": 8, "decoder_resolution": 16},
                                                    ], **{"data.resolution": 16}))
     plugin = run.plugins["glead"]
     state = plugin.predict_state(run, run.D(_real(run, 2), features=True)[1])
@@ -41,7 +41,7 @@ def test_state_at_larger_r_on_stylegan2():
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_d_step_trains_the_heads_and_leaves_g_alone(backbone):
-    run = Run.build(make_tiny_config(backbone, ["glead"], steps=1))
+    run = Run.build(make_tiny_config(backbone, [{"name": "glead", "distance": "mse"}], steps=1))
     run.train()  # G's optimizer now has state
     run.G.zero_grad(set_to_none=True)
     g_params = {k: v.clone() for k, v in run.G.named_parameters()}
@@ -59,7 +59,7 @@ def test_d_step_trains_the_heads_and_leaves_g_alone(backbone):
 
 
 def test_reconstruction_leaves_g_batchnorm_statistics_alone():
-    run = Run.build(make_tiny_config("dcgan", ["glead"]))
+    run = Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "mse"}]))
     plugin = run.plugins["glead"]
     before = {k: v.clone() for k, v in run.G.named_buffers()}
     assert any("running_mean" in k for k in before)
@@ -73,7 +73,7 @@ def test_reconstruction_leaves_g_batchnorm_statistics_alone():
 )
 def test_reconstruction_of_a_fixed_batch_is_learnable(backbone, settings):
     torch.manual_seed(0)
-    run = Run.build(make_tiny_config(backbone, ["glead"], **settings))
+    run = Run.build(make_tiny_config(backbone, [{"name": "glead", "distance": "mse"}], **settings))
     plugin = run.plugins["glead"]
     real = _real(run)
     run.G.requires_grad_(False)
@@ -90,7 +90,7 @@ def test_reconstruction_of_a_fixed_batch_is_learnable(backbone, settings):
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_feature_target_compares_with_g_block_output(backbone):
-    run = Run.build(make_tiny_config(backbone, [{"name": "glead", "fake_target": "feature"}], steps=2))
+    run = Run.build(make_tiny_config(backbone, [{"name": "glead", "distance": "mse", "fake_target": "feature"}], steps=2))
     run.train()
     stats = run.last_stats
     assert 0.0 <= stats["Loss/D/glead_fake_feature"] <= 2.0 and "Loss/D/glead_fake" not in stats
@@ -100,7 +100,7 @@ def test_feature_target_compares_with_g_block_output(backbone):
 
 
 def test_terms_are_the_weighted_distances():
-    run = Run.build(make_tiny_config("dcgan", [{"name": "glead", "lambda_real": 2.0, "lambda_fake": 0.5}]))
+    run = Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "mse", "lambda_real": 2.0, "lambda_fake": 0.5}]))
     plugin = run.plugins["glead"]
     real = _real(run)
     fake = run.G(torch.randn(8, run.G.z_dim)).detach()
@@ -112,16 +112,27 @@ def test_terms_are_the_weighted_distances():
     assert terms["real"].value.ndim == 0 and torch.allclose(terms["real"].value, expected)
 
 
+def test_the_r1_phase_real_term_carries_the_interval_gain():
+    run = Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "mse", "lambda_real": 2.0}], d_reg_interval=4))
+    plugin = run.plugins["glead"]
+    real = _real(run)
+    real_feats = run.D(real, features=True)[1]
+    main = next(t for t in plugin.gancore_d_loss(run, real, real, real_feats, real_feats, {}) if t.name == "real")
+    lazy = plugin.gancore_d_reg_loss(run, real, real_feats)
+    assert lazy.name == "real" and lazy.weight == 2.0 * 4  # lambda_real times d_reg_interval, as the official Dreg
+    assert torch.allclose(lazy.value, main.value)
+
+
 def test_real_term_in_the_r1_phase_is_optional():
-    on = Run.build(make_tiny_config("dcgan", [{"name": "glead", "real_in_dreg": True}], steps=1, d_reg_interval=4))
+    on = Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "mse", "real_in_dreg": True}], steps=1, d_reg_interval=4))
     on.train()
     assert on.last_stats["Loss/Dreg/glead_real"] > 0
-    off = Run.build(make_tiny_config("dcgan", ["glead"], steps=1, d_reg_interval=4)).train()
+    off = Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "mse", "real_in_dreg": False}], steps=1, d_reg_interval=4)).train()
     assert "Loss/Dreg/r1" in off.last_stats and "Loss/Dreg/glead_real" not in off.last_stats
 
 
 def test_checkpoint_round_trip_of_the_heads(tmp_path):
-    run = Run.build(make_tiny_config("stylegan2", ["glead"], steps=2), out_dir=tmp_path / "run").train()
+    run = Run.build(make_tiny_config("stylegan2", [{"name": "glead", "distance": "mse"}], steps=2), out_dir=tmp_path / "run").train()
     saved = {k: v.clone() for k, v in run.D.attachments[ATTACHMENT].state_dict().items()}
     resumed = gancore.resume(tmp_path / "run", steps=2)
     loaded = resumed.D.attachments[ATTACHMENT].state_dict()
@@ -130,7 +141,7 @@ def test_checkpoint_round_trip_of_the_heads(tmp_path):
 
 
 def test_stacks_with_topk():
-    run = Run.build(make_tiny_config("dcgan", ["topk", "glead"], steps=2)).train()
+    run = Run.build(make_tiny_config("dcgan", ["topk", {"name": "glead", "distance": "mse"}], steps=2)).train()
     stats = run.last_stats
     assert {"topk/k_fraction", "Loss/D/glead_real", "Loss/D/glead_fake", "Loss/G/weight_sum"} <= set(stats)
 
@@ -151,7 +162,7 @@ def test_backbone_without_the_capabilities_is_a_clear_error(register_plugin):
                                   discriminator_class=DCGANDiscriminator, capabilities=frozenset({"adapters"})))
 
     register_plugin(Plain)
-    raw = make_tiny_config("dcgan", ["glead"])
+    raw = make_tiny_config("dcgan", [{"name": "glead", "distance": "mse"}])
     raw["backbone"]["name"] = "plain"
     with pytest.raises(PluginError, match="plugin 'glead' requires backbone capability 'd_features'.*which backbone 'plain' lacks"):
         Run.build(raw)
@@ -159,23 +170,18 @@ def test_backbone_without_the_capabilities_is_a_clear_error(register_plugin):
 
 def test_point_backbones_are_refused():
     with pytest.raises(ConfigError, match="glead reconstructs images, but backbone 'mlp' generates samples of shape"):
-        Run.build(make_tiny_config("mlp", ["glead"]))
+        Run.build(make_tiny_config("mlp", [{"name": "glead", "distance": "mse"}]))
 
 
 def test_bad_resolutions_name_the_config_key():
     with pytest.raises(ConfigError, match=r"plugins.glead.r: G has no block at 8 with layers after it; choose one of \[4\]"):
-        Run.build(make_tiny_config("dcgan", [{"name": "glead", "r": 8}]))
+        Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "mse", "r": 8}]))
     with pytest.raises(ConfigError, match="plugins.glead.r: must be a power of two >= 4, got 12"):
-        Run.build(make_tiny_config("dcgan", [{"name": "glead", "r": 12}]))
-
-
-def test_lpips_without_weights_is_a_clear_error():
-    with pytest.raises(ConfigError, match="plugins.glead.lpips_weights: distance = 'lpips' needs the LPIPS"):
-        Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "lpips"}]))
+        Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "mse", "r": 12}]))
 
 
 def test_model_card_names_the_settings():
-    run = Run.build(make_tiny_config("dcgan", [{"name": "glead", "fake_target": "feature"}]))
+    run = Run.build(make_tiny_config("dcgan", [{"name": "glead", "distance": "mse", "fake_target": "feature"}]))
     card = run.hooks.model_card(run)
     assert "GLeaD" in card and "mse" in card and "GGDR" in card
 
@@ -205,7 +211,7 @@ def test_d_sees_augmented_images_and_the_targets_are_the_originals(register_plug
             return -images
 
     register_plugin(Negate)
-    run = Run.build(make_tiny_config("dcgan", ["negate", {"name": "glead", "real_in_dreg": True}], d_reg_interval=1))
+    run = Run.build(make_tiny_config("dcgan", ["negate", {"name": "glead", "distance": "mse", "real_in_dreg": True}], d_reg_interval=1))
     plugin = run.plugins["glead"]
     targets, d_inputs = [], []
     distance = plugin.distance

@@ -82,3 +82,37 @@ def test_a_run_with_lpips(weights):
                                      steps=1)).train()
     assert run.last_stats["Loss/D/glead_real"] > 0
     assert all(not k.startswith("attachments.glead.lpips") for k in run.D.state_dict())
+
+
+def test_lpips_is_the_default_and_its_absence_names_the_file_and_the_command(tmp_path, monkeypatch):
+    from gancore.config import ConfigError
+    from gancore_glead.config import GLeaDConfig
+    from gancore_glead.lpips import default_weights_path
+
+    monkeypatch.setenv("GANCORE_CACHE", str(tmp_path / "cache"))
+    assert GLeaDConfig().distance == "lpips" and GLeaDConfig().real_in_dreg
+    expected = tmp_path / "cache" / "lpips" / "alex-v0.1.safetensors"
+    assert default_weights_path() == expected
+    with pytest.raises(ConfigError) as caught:
+        Run.build(make_tiny_config("dcgan", ["glead"]))
+    message = str(caught.value)
+    assert str(expected) in message and "gancore-glead-convert-lpips --alexnet alexnet-owt-7be5be79.pth" in message
+    assert "lpips/weights/v0.1/alex.pth" in message and "distance = 'mse'" in message
+    # Rebuilt only to sample or describe, the run needs no LPIPS file.
+    assert Run.build(make_tiny_config("dcgan", ["glead"]), for_training=False, data_info=None) is not None
+
+
+def test_the_converter_writes_where_the_default_looks(tmp_path, monkeypatch, weights):
+    monkeypatch.setenv("GANCORE_CACHE", str(tmp_path / "cache"))
+    net = load_lpips(weights)
+    alexnet = {f"features.{i}.{kind}": getattr(net.features[i], kind).detach().clone()
+               for i in (0, 3, 6, 8, 10) for kind in ("weight", "bias")}
+    lin = {f"lin{i}.model.1.weight": net.lins[i].weight.detach().clone() for i in range(5)}
+    torch.save(alexnet, tmp_path / "alexnet.pth")
+    torch.save(lin, tmp_path / "alex.pth")
+    assert main(["--alexnet", str(tmp_path / "alexnet.pth"), "--lin", str(tmp_path / "alex.pth")]) == 0
+    run = Run.build(make_tiny_config("dcgan", ["glead"], steps=1, d_reg_interval=1))
+    a, b = torch.rand(2, 1, 8, 8) * 2 - 1, torch.rand(2, 1, 8, 8) * 2 - 1
+    assert torch.allclose(run.plugins["glead"].distance(a, b), net(a, b))
+    run.train()
+    assert run.last_stats["Loss/Dreg/glead_real"] > 0  # the official real term in the lazy R1 phase, by default
