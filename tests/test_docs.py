@@ -42,6 +42,37 @@ def test_shipped_configs_are_valid(path):
     assert config.train.steps > 0
 
 
+RECIPES = sorted((REPO / "configs" / "recipes").glob("*.toml"))
+
+
+def test_there_is_a_recipe_per_published_setting():
+    assert {p.stem for p in RECIPES} >= {"stylegan2-ffhq256", "glead-ffhq256", "glead-church256", "eqgan-sa-ffhq256",
+                                        "stylegan2-ffhq1024", "dgl-stylegan2-ffhq1024-half", "topk-mog25"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_gancore_info_accepts_every_recipe(path, capsys, tmp_path, monkeypatch):
+    from gancore.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no data sets, no runs: info describes the networks from the declared shape
+    header = path.read_text().split("\n[")[0]
+    assert "Target:" in header and "Needs:" in header, f"{path.name}: the header names the paper's number and the data"
+    assert main(["info", str(path), "--json"]) == 0
+    report = __import__("json").loads(capsys.readouterr().out)
+    assert report["params"]["G"] > 0
+    if report["config"]["data"]["name"] == "folder":
+        assert report["data"]["available"] is False and "no such file" in report["data"]["problem"]
+
+
+def test_info_without_a_declared_shape_still_needs_the_data(tmp_path, capsys):
+    from gancore.cli import main
+
+    config = tmp_path / "run.toml"
+    config.write_text('[backbone]\nname = "dcgan"\n[data]\nname = "folder"\npath = "nowhere"\nresolution = 8\n')
+    assert main(["info", str(config)]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
 def test_readme_plugin_example_works(register_plugin, tiny_run):
     example = next(block for block in _code_blocks(README, "python") if "class Center" in block)
     namespace: dict = {}

@@ -18,8 +18,20 @@ STD = 0.05
 def test_samples_on_every_mode():
     samples = CENTERS.repeat(4, 1) + 0.01
     m = mixture_metrics(samples, CENTERS, STD)
-    assert (m.modes_covered, m.modes_total, m.high_quality, m.samples) == (25, 25, 1.0, 100)
+    assert (m.modes_covered, m.modes_hit, m.modes_total, m.high_quality, m.samples) == (25, 25, 25, 1.0, 100)
     assert m.kl_uniform == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_stray_sample_hits_a_mode_but_does_not_cover_it():
+    # 24 modes with 100 samples each, the last with one: an even split would give each 96.04.
+    samples = torch.cat([CENTERS[:24].repeat(100, 1), CENTERS[24:]]) + 0.01
+    m = mixture_metrics(samples, CENTERS, STD)
+    assert (m.modes_hit, m.modes_covered) == (25, 24)
+    # The threshold is 0.2 of the even split: 19.36 samples with 20 on the last mode, 19.352 with 19.
+    at = torch.cat([CENTERS[:24].repeat(100, 1), CENTERS[24:].repeat(20, 1)])
+    below = torch.cat([CENTERS[:24].repeat(100, 1), CENTERS[24:].repeat(19, 1)])
+    assert mixture_metrics(at, CENTERS, STD).modes_covered == 25
+    assert mixture_metrics(below, CENTERS, STD).modes_covered == 24
 
 
 def test_one_mode_and_far_away_samples():
@@ -55,7 +67,7 @@ def test_metrics_reach_stats_and_the_summary(tmp_path):
     assert all("Metrics/modes_covered" in line for line in lines)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["step"] == 4 and summary["metrics"] == run.metrics
-    assert set(run.metrics) == {"Metrics/modes_covered", "Metrics/high_quality", "Metrics/kl_uniform"}
+    assert set(run.metrics) == {"Metrics/modes_covered", "Metrics/modes_hit", "Metrics/high_quality", "Metrics/kl_uniform"}
     # The same G_ema samples measured directly give the same numbers.
     samples = run.sample(500, seed=run.config.train.seed + 0xE7A1)
     direct = mixture_metrics(samples, run.dataset.centers, run.dataset.std)
