@@ -198,6 +198,39 @@ def test_gpu_upfirdn2d_parity(dtype, settings):
     assert torch.allclose(gx.float(), ex, rtol=tol, atol=tol * 10)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_gpu_double_backward_matches_the_reference():
+    f = ops.setup_filter([1, 3, 3, 1], device="cuda")
+    w = torch.randn(3, 3, 1, 1, device="cuda", requires_grad=True)
+
+    def penalty(bias_act, upfirdn2d):
+        x = torch.randn(2, 3, 17, 15, device="cuda", generator=torch.Generator("cuda").manual_seed(3)).requires_grad_(True)
+        feature = torch.nn.functional.conv2d(upfirdn2d(x, f, down=2, padding=1), w)
+        b = torch.zeros(3, device="cuda")
+        out = upfirdn2d(bias_act(feature, b, act="lrelu"), f, up=2, padding=[2, 1, 2, 1]).square().sum()
+        (grad,) = torch.autograd.grad(out, x, create_graph=True)
+        return torch.autograd.grad(grad.square().sum(), w)[0]
+
+    expected = penalty(bias_act_ref, upfirdn2d_ref)
+    assert torch.allclose(penalty(bias_act_triton, upfirdn2d_triton), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("precision,compile_", [("fp32", False), ("bf16", False), ("bf16", True)])
+def test_gpu_training_with_the_kernels(precision, compile_):
+    from gancore.run import Run
+    from gancore.testing import make_tiny_config
+
+    PluginManager()
+    raw = make_tiny_config("stylegan2", steps=4, device="cuda", precision=precision, compile=compile_, d_reg_interval=2,
+                           g_reg_interval=2, pl_weight=2.0)
+    run = Run.build(raw).train()
+    assert run.device.type == "cuda" and run.step == 4
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in run.last_stats.items() if k.startswith("Loss/"))
+
+
 def test_no_warnings_on_import():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
