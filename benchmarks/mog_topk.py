@@ -81,8 +81,17 @@ def main(argv: list[str] | None = None) -> None:
     tasks = [(args.config, d, v, s, args.steps, args.topk_set, args.set) for d in args.datasets for v in args.variants
              for s in range(args.seeds)]
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(run_cell, tasks))
+    if args.jobs == 1:
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            results = [run_cell(task) for task in tasks]
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(run_cell, tasks))
     wall = time.perf_counter() - started
 
     lines = ["| data | variant | " + " | ".join(label for _, label, _ in METRICS) + " |",
