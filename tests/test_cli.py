@@ -173,10 +173,14 @@ def test_backbone_data_mismatch_is_a_config_error(config_file, tmp_path, capsys)
 
 
 def test_missing_data_is_a_clear_error(config_file, tmp_path, capsys):
-    assert main(["info", str(config_file), "--set", "data.name=fmnist",
-                 "--set", f"data.path={json.dumps(str(tmp_path / 'nowhere'))}"]) == 2
+    missing = ["--set", "data.name=fmnist", "--set", f"data.path={json.dumps(str(tmp_path / 'nowhere'))}"]
+    assert main(["train", str(config_file), "--out", str(tmp_path / "run"), *missing]) == 2
     err = capsys.readouterr().err
     assert "nowhere" in err and "dataset-fashion-mnist" in err
+    # info still describes the networks, from the shape the config declares, and says what is missing.
+    assert main(["info", str(config_file), *missing, "--set", "data.resolution=32", "--set", "data.channels=1"]) == 0
+    out = capsys.readouterr().out
+    assert "is not available here" in out and "nowhere" in out and "dataset-fashion-mnist" in out
 
 
 def test_bad_paths_are_clear_errors(config_file, tmp_path, capsys):
