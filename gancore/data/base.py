@@ -9,7 +9,7 @@ from torch import Tensor
 
 from gancore.backbone import DataInfo
 
-__all__ = ["DataError", "Dataset", "FirstItems", "batch_indices", "epoch_of", "index_tensor", "mix_seed", "one_hot"]
+__all__ = ["DataError", "Dataset", "DatasetView", "FirstItems", "XFlipped", "batch_indices", "epoch_of", "index_tensor", "mix_seed", "one_hot"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -58,16 +58,27 @@ class Dataset(abc.ABC):
         return f"<{type(self).__name__} {self.describe()}>"
 
 
-class FirstItems(Dataset):
+class DatasetView(Dataset):
+    """A data set seen through a change of its items (a subset, mirror images): same info and metrics."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self.info = dataset.info
+        self.has_quality_metrics = dataset.has_quality_metrics
+
+    def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
+        """The underlying data set's own metrics."""
+        return self.dataset.quality_metrics(samples)
+
+
+class FirstItems(DatasetView):
     """The first ``count`` items of another data set (``data.max_items``)."""
 
     def __init__(self, dataset: Dataset, count: int):
         if not 0 < count <= len(dataset):
             raise DataError(f"data.max_items: must be in [1, {len(dataset)}], got {count}")
-        self.dataset = dataset
+        super().__init__(dataset)
         self.count = count
-        self.info = dataset.info
-        self.has_quality_metrics = dataset.has_quality_metrics
 
     def __len__(self) -> int:
         return self.count
@@ -77,16 +88,12 @@ class FirstItems(Dataset):
         indices = index_tensor(indices, self.count)
         return self.dataset.get(indices)
 
-    def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
-        """The underlying data set's own metrics."""
-        return self.dataset.quality_metrics(samples)
-
     def describe(self) -> str:
         """The underlying data set's line, with the limit."""
         return f"{self.dataset.describe()}, first {self.count} used"
 
 
-class XFlipped(Dataset):
+class XFlipped(DatasetView):
     """An image data set doubled with its mirror images (``data.xflip``, NVIDIA's ``--mirror``).
 
     Item ``i`` is item ``i`` of the data set, item ``len + i`` the same image flipped left to right.
@@ -95,9 +102,7 @@ class XFlipped(Dataset):
     def __init__(self, dataset: Dataset):
         if not dataset.info.is_image:
             raise DataError(f"data.xflip: {dataset.describe()} holds points, not images; x-flips need images")
-        self.dataset = dataset
-        self.info = dataset.info
-        self.has_quality_metrics = dataset.has_quality_metrics
+        super().__init__(dataset)
 
     def __len__(self) -> int:
         return 2 * len(self.dataset)
@@ -109,10 +114,6 @@ class XFlipped(Dataset):
         images, labels = self.dataset.get(indices % n)
         flip = (indices >= n).to(images.device).view(-1, 1, 1, 1)
         return torch.where(flip, images.flip(3), images), labels
-
-    def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
-        """The underlying data set's own metrics."""
-        return self.dataset.quality_metrics(samples)
 
     def describe(self) -> str:
         """The underlying data set's line, with the mirror images."""

@@ -13,16 +13,20 @@ from torch import Tensor, nn
 
 from gancore.metrics.generative import compute_metrics, kid_subset
 
-__all__ = ["Evaluation", "default_cache_dir", "extract_features", "reference_features", "evaluate"]
+__all__ = ["Evaluation", "cache_root", "default_cache_dir", "extract_features", "reference_features", "evaluate"]
 
 #: Environment variable of the folder that caches reference features across runs.
 CACHE_ENV = "GANCORE_CACHE"
 
 
+def cache_root() -> Path:
+    """gancore's cache folder: ``$GANCORE_CACHE``, or ``~/.cache/gancore``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "gancore")
+
+
 def default_cache_dir() -> Path:
     """``$GANCORE_CACHE/reference``, or ``~/.cache/gancore/reference``."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "gancore"
-    return Path(root) / "reference"
+    return cache_root() / "reference"
 
 
 @torch.no_grad()

@@ -32,13 +32,15 @@ def make_distance(config: GLeaDConfig, device) -> Distance:
         return mse
     if config.distance == "l1":
         return l1
-    path = config.lpips_weights or default_weights_path()
-    if config.lpips_weights is None and not default_weights_path().is_file():
+    if config.lpips_weights is not None:
+        return load_lpips(config.lpips_weights, min_size=config.lpips_min_size).to(device)
+    path = default_weights_path()
+    if not path.is_file():
         raise ConfigError(
             "the run config",
             [
                 f"plugins.glead.lpips_weights: distance = 'lpips' (the default, as in the official GLeaD code) needs "
-                f"the LPIPS AlexNet weights as a local file, and {default_weights_path()} does not exist. Nothing "
+                f"the LPIPS AlexNet weights as a local file, and {path} does not exist. Nothing "
                 f"is downloaded at run time: get torchvision's {ALEXNET_FILE} and the lpips package's "
                 "lpips/weights/v0.1/alex.pth, then run `gancore-glead-convert-lpips --alexnet "
                 f"{ALEXNET_FILE} --lin alex.pth` (it writes that file), or set lpips_weights to a file it wrote; "

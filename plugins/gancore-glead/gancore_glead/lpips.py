@@ -106,9 +106,9 @@ def load_lpips(path: str | Path, min_size: int = 64) -> LPIPS:
 def default_weights_path() -> Path:
     """Where the converter writes and GLeaD looks when ``lpips_weights`` is not set:
     ``$GANCORE_CACHE/lpips/alex-v0.1.safetensors`` (``~/.cache/gancore/...`` without the variable)."""
-    from gancore.metrics.evaluate import default_cache_dir
+    from gancore.metrics.evaluate import cache_root
 
-    return default_cache_dir().parent / "lpips" / "alex-v0.1.safetensors"
+    return cache_root() / "lpips" / "alex-v0.1.safetensors"
 
 
 def convert(alexnet: str | Path, lin: str | Path, out: str | Path) -> Path:
