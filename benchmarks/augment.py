@@ -46,7 +46,7 @@ def _cell_name(size: int, variant: str, seed: int) -> str:
 
 def _cell_config(args: argparse.Namespace, size: int, variant: str, seed: int) -> dict:
     """configs/fmnist-dcgan.toml at ``--width``, on the first ``size`` images, with the variant's plugins."""
-    from gancore.config import load_raw_config
+    from gancore.config import apply_overrides, load_raw_config
 
     raw = load_raw_config(REPO / "configs" / "fmnist-dcgan.toml")
     raw["plugins"] = json.loads(json.dumps(VARIANTS[variant]))
@@ -54,6 +54,7 @@ def _cell_config(args: argparse.Namespace, size: int, variant: str, seed: int) -
     raw["data"]["max_items"] = size
     if args.data_path:
         raw["data"]["path"] = args.data_path
+    raw = apply_overrides(raw, args.set)
     raw["train"].update({
         "steps": args.steps, "seed": seed, "device": args.device, "progress": False, "tensorboard": False,
         "checkpoint_every": args.curve_every, "keep_checkpoints": args.steps // args.curve_every + 1,
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=10000, help="samples for the final metrics")
     parser.add_argument("--held-out-from", type=int, default=None,
                         help="first training item of the reference set (default: the largest --sizes)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every cell, e.g. train.r1_gamma=0 backbone.d_channel_multiplier=2")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-path", default=None, help="folder of the Fashion-MNIST idx files")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "augment")
