@@ -13,9 +13,10 @@ once for the FID curve (``--curve-n`` samples, ``curve.json``) and the last one 
 extractor against training images that no cell trained on (the training split from item
 max(``--sizes``) on: 5,000-14,999 by default), so that memorising the training subset earns
 nothing. ``--merge`` writes the table (mean ± std over seeds) to ``<out>/table.md`` and, with
-``--docs``, the FID and D-score-gap curves and one sample grid per size and variant (the lowest
-seed, the same latents) as PNGs. D's score gap is measured on what D scored: augmented images
-for the augmented variants.
+``--docs``, the FID, D-score-gap and memorisation curves and one sample grid per size and variant
+(the lowest seed, the same latents) as PNGs. D's score gap is measured on what D scored: augmented
+images for the augmented variants. Memorisation, the ADA paper's sign of overfitting, is D's mean
+logit on 1,000 images it trained on minus on 1,000 held-out ones, un-augmented, at every curve point.
 """
 
 import argparse
@@ -102,6 +103,33 @@ def _measure(checkpoint: Path, metrics: tuple[str, ...], n: int, args: argparse.
     return {"step": run.step, "kimg": run.kimg, "reference_from_item": held_out_from, **evaluation.as_json()}
 
 
+def _d_on_reals(checkpoint: Path, args: argparse.Namespace, count: int = 1000) -> dict[str, float]:
+    """D's mean logit on ``count`` of the images it trained on and on as many held-out ones (un-augmented):
+    the ADA paper's sign of overfitting is the held-out score falling towards the fakes' while the
+    training score stays up."""
+    import attrs
+    import torch
+
+    from gancore.data import build_dataset
+    from gancore.pretrained import load_run
+    from gancore.run import resolve_device
+
+    run = load_run(checkpoint, components=("D",)).to(resolve_device(args.device))
+    run.D.eval()
+    full = build_dataset(attrs.evolve(run.config.data, max_items=None))
+    held_out_from = args.held_out_from or max(int(s) for s in args.sizes.split(",") if s.strip())
+    trained_on = min(count, run.config.data.max_items or len(full), len(full) - held_out_from)
+    means = {}
+    for key, first in (("d_train", 0), ("d_heldout", held_out_from)):
+        images, labels = full.get(torch.arange(first, first + trained_on))
+        with torch.no_grad():
+            logits = torch.cat([run.D(x.to(run.device), None if c is None else c.to(run.device)).float()
+                                for x, c in zip(images.split(250), labels.split(250) if labels is not None
+                                                else [None] * len(images.split(250)))])
+        means[key] = logits.mean().item()
+    return means
+
+
 def _write_json(path: Path, payload: dict) -> None:
     """Write JSON through a temporary file and a rename (a kill leaves the old file or the new)."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -119,6 +147,9 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
         if checkpoint.name not in curve:
             result = _measure(checkpoint, ("fid",), args.curve_n, args)
             curve[checkpoint.name] = {"kimg": result["kimg"], "fid": result["metrics"]["Metrics/fid"]}
+            _write_json(curve_path, curve)
+        if "d_train" not in curve[checkpoint.name]:
+            curve[checkpoint.name].update(_d_on_reals(checkpoint, args))
             _write_json(curve_path, curve)
     result_path = folder / "eval.json"
     latest = latest_checkpoint(folder)
@@ -138,6 +169,12 @@ def _score_gap(folder: Path) -> list[tuple[float, float]]:
             if "Loss/scores/real" in line]
 
 
+def _memorisation(folder: Path) -> list[tuple[float, float]]:
+    """``(kimg, D's mean logit on the images it trained on - on held-out ones)`` of every curve point that has it."""
+    points = sorted(json.loads((folder / "curve.json").read_text()).values(), key=lambda point: point["kimg"])
+    return [(p["kimg"], p["d_train"] - p["d_heldout"]) for p in points if "d_train" in p]
+
+
 def _cells(out: Path) -> dict[tuple[int, str], list[Path]]:
     """Finished cells by (size, variant)."""
     found: dict[tuple[int, str], list[Path]] = {}
@@ -153,8 +190,9 @@ def merge(out: Path, docs: Path | None = None) -> str:
     cells = _cells(out)
     if not cells:
         return "no finished cells yet"
-    header = "| images | variant | seeds | FID | KID | precision | recall | best FID on the curve (kimg) | D score gap at the end |"
-    lines = [header, "|" + "---|" * 9]
+    header = ("| images | variant | seeds | FID | KID | precision | recall | best FID on the curve (kimg) "
+              "| D score gap at the end | D(trained on) - D(held out) at the end |")
+    lines = [header, "|" + "---|" * 10]
     for (size, variant), folders in cells.items():
         results = [json.loads((f / "eval.json").read_text()) for f in folders]
         figures = [mean_std([r["metrics"].get(k, math.nan) for r in results]) for k in METRICS]
@@ -164,8 +202,9 @@ def merge(out: Path, docs: Path | None = None) -> str:
             low = min(curve, key=lambda point: point["fid"])
             best.append(f"{low['fid']:.1f} ({low['kimg']:.0f})")
         gaps = [_score_gap(f)[-1][1] for f in folders]
+        memorised = [_memorisation(f)[-1][1] if _memorisation(f) else math.nan for f in folders]
         lines.append(f"| {size:,} | {variant} | {len(folders)} | " + " | ".join(figures)
-                     + f" | {', '.join(best)} | {mean_std(gaps)} |")
+                     + f" | {', '.join(best)} | {mean_std(gaps)} | {mean_std(memorised)} |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
     if docs is not None:
@@ -183,7 +222,7 @@ def _plot(cells: dict[tuple[int, str], list[Path]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted({size for size, _ in cells})
-    figure, axes = plt.subplots(2, len(sizes), figsize=(5.5 * len(sizes), 7), squeeze=False, sharex="col")
+    figure, axes = plt.subplots(3, len(sizes), figsize=(5.5 * len(sizes), 10), squeeze=False, sharex="col")
     for column, size in enumerate(sizes):
         for (cell_size, variant), folders in cells.items():
             if cell_size != size:
@@ -196,10 +235,15 @@ def _plot(cells: dict[tuple[int, str], list[Path]], path: Path) -> None:
             length = min(len(g) for g in gaps)
             _band(axes[1][column], [gaps[0][i][0] for i in range(length)],
                   [[g[i][1] for g in gaps] for i in range(length)], variant)
+            memorised = [dict(_memorisation(f)) for f in folders]
+            kimg = sorted(set.intersection(*(set(m) for m in memorised)))
+            if kimg:
+                _band(axes[2][column], kimg, [[m[k] for m in memorised] for k in kimg], variant)
         axes[0][column].set_title(f"first {size:,} Fashion-MNIST images")
         axes[0][column].set_ylabel("FID (fmnist features, vs held-out training images)")
         axes[1][column].set_ylabel("D(real) - D(fake), mean logit")
-        axes[1][column].set_xlabel("kimg")
+        axes[2][column].set_ylabel("D(trained-on reals) - D(held-out reals)")
+        axes[2][column].set_xlabel("kimg")
         axes[0][column].legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
