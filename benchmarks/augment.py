@@ -26,11 +26,15 @@ import re
 import statistics
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from cells import mean_std, train_cell  # noqa: E402
+
+if TYPE_CHECKING:
+    from gancore.data.base import DatasetView
 
 #: The plugins of each variant (the augment plugin's defaults: ADA bgc with adaptive p; DiffAugment's paper policy).
 VARIANTS: dict[str, list] = {
@@ -64,30 +68,30 @@ def _cell_config(args: argparse.Namespace, size: int, variant: str, seed: int) -
     return raw
 
 
-def _reference(run, held_out_from: int) -> object:
+def _held_out_from(args: argparse.Namespace) -> int:
+    """First training item of the reference set: ``--held-out-from``, else the largest ``--sizes``."""
+    return args.held_out_from or max(int(s) for s in args.sizes.split(",") if s.strip())
+
+
+def _held_out(run, held_out_from: int) -> "DatasetView":
     """Training images no cell saw: the training split from item ``held_out_from`` on (the
     largest ``--sizes``), so that no cell is measured against images it memorised."""
     import attrs
 
-    from gancore.data import Dataset, build_dataset
+    from gancore.data import build_dataset
+    from gancore.data.base import DatasetView, index_tensor
 
-    full = build_dataset(attrs.evolve(run.config.data, max_items=None))
-
-    class HeldOut(Dataset):
-        info = full.info
-
+    class HeldOut(DatasetView):
         def __len__(self) -> int:
-            return len(full) - held_out_from
+            return len(self.dataset) - held_out_from
 
         def get(self, indices):
-            from gancore.data.base import index_tensor
-
-            return full.get(index_tensor(indices, len(self)) + held_out_from)
+            return self.dataset.get(index_tensor(indices, len(self)) + held_out_from)
 
         def describe(self) -> str:
-            return f"{full.describe()}, items from {held_out_from} on"
+            return f"{self.dataset.describe()}, items from {held_out_from} on"
 
-    return HeldOut()
+    return HeldOut(build_dataset(attrs.evolve(run.config.data, max_items=None)))
 
 
 def _measure(checkpoint: Path, metrics: tuple[str, ...], n: int, args: argparse.Namespace) -> dict:
@@ -96,10 +100,10 @@ def _measure(checkpoint: Path, metrics: tuple[str, ...], n: int, args: argparse.
     from gancore.run import resolve_device
 
     run = load_run(checkpoint, components=("G_ema",)).to(resolve_device(args.device))
-    held_out_from = args.held_out_from or max(int(s) for s in args.sizes.split(",") if s.strip())
+    held_out_from = _held_out_from(args)
     # A cache folder of its own: the reference cache is keyed by the data config, not by the items held out.
     cache = default_cache_dir() / f"held-out-from-{held_out_from}"
-    evaluation = run.measure(metrics, n, 0, "fmnist", _reference(run, held_out_from), cache)
+    evaluation = run.measure(metrics, n, 0, "fmnist", _held_out(run, held_out_from), cache)
     return {"step": run.step, "kimg": run.kimg, "reference_from_item": held_out_from, **evaluation.as_json()}
 
 
@@ -107,7 +111,6 @@ def _d_on_reals(checkpoint: Path, args: argparse.Namespace, count: int = 1000) -
     """D's mean logit on ``count`` of the images it trained on and on as many held-out ones (un-augmented):
     the ADA paper's sign of overfitting is the held-out score falling towards the fakes' while the
     training score stays up."""
-    import attrs
     import torch
 
     from gancore.data import build_dataset
@@ -116,17 +119,18 @@ def _d_on_reals(checkpoint: Path, args: argparse.Namespace, count: int = 1000) -
 
     run = load_run(checkpoint, components=("D",)).to(resolve_device(args.device))
     run.D.eval()
-    full = build_dataset(attrs.evolve(run.config.data, max_items=None))
-    held_out_from = args.held_out_from or max(int(s) for s in args.sizes.split(",") if s.strip())
-    trained_on = min(count, run.config.data.max_items or len(full), len(full) - held_out_from)
+    held_out_from = _held_out_from(args)
+    held_out = _held_out(run, held_out_from)
+    trained_on = build_dataset(run.config.data)
+    count = min(count, len(trained_on), len(held_out))
     means = {}
-    for key, first in (("d_train", 0), ("d_heldout", held_out_from)):
-        images, labels = full.get(torch.arange(first, first + trained_on))
-        with torch.no_grad():
-            logits = torch.cat([run.D(x.to(run.device), None if c is None else c.to(run.device)).float()
-                                for x, c in zip(images.split(250), labels.split(250) if labels is not None
-                                                else [None] * len(images.split(250)))])
-        means[key] = logits.mean().item()
+    for key, dataset in (("d_train", trained_on), ("d_heldout", held_out)):
+        logits = []
+        for indices in torch.arange(count).split(250):
+            x, c = dataset.get(indices)
+            with torch.no_grad():
+                logits.append(run.D(x.to(run.device), None if c is None else c.to(run.device)).float())
+        means[key] = torch.cat(logits).mean().item()
     return means
 
 
