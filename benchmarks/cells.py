@@ -4,7 +4,7 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["mean_std", "train_cell"]
+__all__ = ["fid_curve", "mean_std", "median_step_time", "plot_band", "save_grid", "train_cell", "write_json"]
 
 
 def train_cell(folder: Path, raw: dict) -> None:
@@ -30,3 +30,56 @@ def mean_std(values: list[float]) -> str:
         return "n/a"
     std = statistics.stdev(finite) if len(finite) > 1 else 0.0
     return f"{statistics.fmean(finite):.4g} ± {std:.2g}"
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write JSON through a temporary file and a rename (a kill leaves the old file or the new)."""
+    import json
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def fid_curve(folder: Path, measure_fid) -> dict:
+    """``curve.json`` of ``folder``: ``{checkpoint: {"kimg", "fid"}}`` for every kept checkpoint, each
+    measured once with ``measure_fid(checkpoint) -> (kimg, fid)`` and saved as it lands."""
+    import json
+
+    from gancore.checkpoint import list_checkpoints
+
+    path = folder / "curve.json"
+    curve = json.loads(path.read_text()) if path.is_file() else {}
+    for checkpoint in list_checkpoints(folder / "checkpoints"):
+        if checkpoint.name not in curve:
+            kimg, fid = measure_fid(checkpoint)
+            curve[checkpoint.name] = {"kimg": kimg, "fid": fid}
+            write_json(path, curve)
+    return curve
+
+
+def median_step_time(folder: Path) -> float:
+    """The median ``sec_per_step`` of a run folder's logged steps (nan when none)."""
+    import json
+
+    times = [json.loads(line).get("sec_per_step", math.nan)
+             for line in (folder / "stats.jsonl").read_text().splitlines() if line.strip()]
+    times = [t for t in times if not math.isnan(t)]
+    return statistics.median(times) if times else math.nan
+
+
+def plot_band(axis, x: list[float], values: list[list[float]], label: str) -> None:
+    """A curve of the mean over seeds, with a shaded ± one standard deviation."""
+    mean = [statistics.fmean(v) for v in values]
+    std = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+    axis.plot(x, mean, label=label)
+    axis.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+
+
+def save_grid(folder: Path, path: Path, seed: int = 2024, count: int = 64) -> None:
+    """An 8x8 grid of a run folder's newest G_ema, from the latents of ``seed`` (the same for every run)."""
+    from gancore.pretrained import load_run
+    from gancore.samples import save_samples
+
+    run = load_run(folder, components=("G_ema",))
+    save_samples(path, run.sample(count, seed=seed))

@@ -1,8 +1,9 @@
-"""Quality study: each method alone, in pairs and all four, on Fashion-MNIST (StyleGAN2) or the 2-D mixture (mlp).
+"""Quality study: each method alone and stacked, on Fashion-MNIST (StyleGAN2 on a GPU, DCGAN on the CPU) or the 2-D mixture.
 
     python benchmarks/quality.py --study fmnist --kimg 500 --seeds 0,1,2 [--cells REGEX] [--device cuda]
+    python benchmarks/quality.py --study fmnist-cpu --seeds 0,1,2 [--best topk]   # DCGAN at 32 px, the CPU preset
     python benchmarks/quality.py --study mog --steps 5000 --seeds 0,1,2
-    python benchmarks/quality.py --study fmnist --merge            # the table of every finished cell
+    python benchmarks/quality.py --study fmnist-cpu --merge --docs docs/results    # table, FID curves, sample grids
 
 Every cell (variant, seed) is a gancore run folder under ``--out`` (default
 ``benchmarks/quality/<study>``): a cell that was interrupted resumes from its newest checkpoint, a
@@ -12,7 +13,15 @@ travel between machines. Each finished cell is measured once and the result stor
 samples (fmnist study), or the mixture metrics on 10k samples (mog study). ``--merge`` prints the
 table (mean ± std over seeds) and writes it to ``<out>/table.md``.
 
-Variants: baseline, topk, glead, eqgan_sa, dgl at 1/2 and 1/4 width (teacher: the baseline trained
+The fmnist-cpu study (:data:`CPU_PRESET`) is sized for a 2-core machine: a DCGAN of width
+``--width`` at 32 px, ``--kimg`` per cell, each kept checkpoint's FID measured once on
+``--curve-n`` samples (``curve.json``), and with ``--docs`` the merge also draws the FID-versus-kimg
+curves (one per variant, mean ± std over seeds) and an 8x8 grid per variant from the same latents.
+Its variants are the baseline, each method alone (its published defaults, scaled to the network),
+DGL's half-width student with its teacher-less control, all four stacked, DiffAugment and ADA, and,
+with ``--best M``, each augmentation stacked with method M.
+
+Variants of the fmnist study: baseline, topk, glead, eqgan_sa, dgl at 1/2 and 1/4 width (teacher: the baseline trained
 twice as long, a cell of its own) with their controls (the same narrow networks without a teacher),
 the pairs, and all four. The mog study keeps the variants that apply to the mlp backbone (baseline,
 topk, baseline-1/2, dgl-1/2, topk+dgl-1/2).
@@ -23,13 +32,14 @@ import itertools
 import json
 import math
 import re
+import statistics
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from cells import mean_std, train_cell  # noqa: E402
+from cells import fid_curve, mean_std, median_step_time, plot_band, save_grid, train_cell, write_json  # noqa: E402
 
 METHODS = {
     "topk": ["topk"],
@@ -38,8 +48,37 @@ METHODS = {
 }
 
 
-def _variants(study: str) -> dict[str, dict]:
+#: The fmnist-cpu study's defaults: DCGAN width, kimg per cell, steps between curve points (batch 64).
+CPU_PRESET = {"width": 16, "kimg": 256.0, "checkpoint_every": 250}
+#: Augmentation plugins of the fmnist-cpu study, each with its paper's defaults (docs/methods/augment.md).
+AUGMENTS = {
+    "diffaugment": [{"name": "augment", "mode": "diffaugment"}],
+    "ada": [{"name": "augment", "mode": "ada"}],
+}
+
+
+def _cpu_variants(best: str | None) -> dict[str, dict]:
+    """The fmnist-cpu study's variants (``best``: the method each augmentation is also stacked with)."""
+    variants = {"baseline": {"plugins": [], "width": 1.0, "dgl": False}}
+    for name, plugins in METHODS.items():
+        variants[name] = {"plugins": plugins, "width": 1.0, "dgl": False}
+    variants["baseline-1/2"] = {"plugins": [], "width": 0.5, "dgl": False}
+    variants["dgl-1/2"] = {"plugins": [], "width": 0.5, "dgl": True}
+    variants["all four (dgl-1/2)"] = {"plugins": [p for ps in METHODS.values() for p in ps], "width": 0.5, "dgl": True}
+    for name, plugins in AUGMENTS.items():
+        variants[name] = {"plugins": plugins, "width": 1.0, "dgl": False}
+    if best is not None:
+        if best not in METHODS:
+            raise ValueError(f"--best: {best!r} is not a method of the study ({', '.join(METHODS)})")
+        for name, plugins in AUGMENTS.items():
+            variants[f"{name}+{best}"] = {"plugins": plugins + METHODS[best], "width": 1.0, "dgl": False}
+    return variants
+
+
+def _variants(study: str, best: str | None = None) -> dict[str, dict]:
     """``{name: {"plugins": [...], "width": multiplier, "dgl": bool}}``."""
+    if study == "fmnist-cpu":
+        return _cpu_variants(best)
     if study == "mog":
         return {
             "baseline": {"plugins": [], "width": 1.0, "dgl": False},
@@ -76,10 +115,18 @@ def _base_config(args: argparse.Namespace) -> dict:
         raw = load_raw_config(REPO / "configs" / "mog25-topk.toml")
         raw["plugins"] = []
         raw["train"].update({"steps": args.steps})
+    elif args.study == "fmnist-cpu":
+        raw = load_raw_config(REPO / "configs" / "fmnist-dcgan.toml")
+        raw["backbone"]["width"] = args.width
+        steps = max(1, round(args.kimg * 1000 / raw["train"]["batch"]))
+        raw["train"].update({"steps": steps, "keep_checkpoints": steps // args.checkpoint_every + 1,
+                             "tensorboard": False})
     else:
         raw = load_raw_config(REPO / "configs" / "fmnist-stylegan2.toml")
         raw["backbone"].update({"channel_base": args.channel_base, "channel_max": args.channel_max})
         raw["train"].update({"steps": max(1, round(args.kimg * 1000 / raw["train"]["batch"]))})
+    if args.data_path and args.study != "mog":
+        raw["data"]["path"] = args.data_path
     raw["train"].update({"device": args.device, "progress": False, "checkpoint_every": args.checkpoint_every,
                          "sample_every": 0, "log_every": 100})
     return raw
@@ -98,7 +145,10 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
         else:
             raw["backbone"]["channel_multiplier"] = variant["width"]
     if variant["dgl"]:
-        raw["plugins"].append({"name": "dgl", "teacher": str(teacher)})
+        dgl = {"name": "dgl", "teacher": str(teacher)}
+        if args.study == "fmnist-cpu":  # configs/fmnist-dcgan-dgl-half.toml: the student alone for half the run
+            dgl.update({"teacher_from_step": raw["train"]["steps"] // 2, "reset_optimizers": "both"})
+        raw["plugins"].append(dgl)
     return raw
 
 
@@ -118,6 +168,13 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
 
     run = load_run(folder, components=("G_ema",)).to(resolve_device(args.device))
     dataset = build_dataset(run.config.data)
+    if args.study == "fmnist-cpu":
+        def measure_fid(checkpoint: Path) -> tuple[float, float]:
+            at = load_run(checkpoint, components=("G_ema",)).to(run.device)
+            fid = at.measure(("fid",), args.curve_n, 0, "fmnist", dataset, default_cache_dir())
+            return at.kimg, fid.metrics["Metrics/fid"]
+
+        fid_curve(folder, measure_fid)
     if args.study == "mog":
         metrics = dataset.quality_metrics(run.sample(10000, seed=12345))
         result = {"metrics": metrics, "protocol": {"samples": 10000}}
@@ -125,52 +182,113 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
         evaluation = run.measure(("fid", "kid", "pr"), args.n, 0, "fmnist", dataset, default_cache_dir())
         result = evaluation.as_json()
     result["step"] = run.step
+    result["kimg"] = run.kimg
     result["params_G"] = sum(p.numel() for p in run.G_ema.parameters())
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    result["params_D"] = sum(p.numel() for p in load_run(folder, components=("D",)).D.parameters())
+    write_json(result_path, result)
     return result
 
 
-def merge(out: Path, study: str) -> str:
-    """The markdown table of every evaluated cell under ``out``."""
-    rows: dict[str, list[dict]] = {}
+def _finished_cells(out: Path) -> dict[str, list[Path]]:
+    """Evaluated cell folders by variant slug, in the order of their names."""
+    cells: dict[str, list[Path]] = {}
     for result_path in sorted(out.glob("cells/*/eval.json")):
-        variant = result_path.parent.name.rsplit("-seed", 1)[0]
-        rows.setdefault(variant, []).append(json.loads(result_path.read_text()))
-    if not rows:
+        cells.setdefault(result_path.parent.name.rsplit("-seed", 1)[0], []).append(result_path.parent)
+    return cells
+
+
+def merge(out: Path, study: str, docs: Path | None = None) -> str:
+    """The markdown table of every evaluated cell under ``out``; with ``docs``, the FID curves and
+    sample grids (studies that keep curves) as PNGs."""
+    cells = _finished_cells(out)
+    if not cells:
         return "no finished cells yet"
+    rows = {variant: [json.loads((f / "eval.json").read_text()) for f in folders] for variant, folders in cells.items()}
+    times = {variant: statistics.fmean(median_step_time(f) for f in folders) for variant, folders in cells.items()}
     keys = sorted({k for results in rows.values() for r in results for k in r["metrics"]})
-    header = "| variant | seeds | G params | " + " | ".join(k.removeprefix("Metrics/") for k in keys) + " |"
-    lines = [header, "|" + "---|" * (len(keys) + 3)]
+    header = ("| variant | seeds | G params | D params | step time vs baseline | "
+              + " | ".join(k.removeprefix("Metrics/") for k in keys) + " |")
+    lines = [header, "|" + "---|" * (len(keys) + 5)]
     for variant, results in rows.items():
-        cells = [mean_std([r["metrics"].get(k, math.nan) for r in results]) for k in keys]
-        lines.append(f"| {variant} | {len(results)} | {results[0].get('params_G', 0):,} | " + " | ".join(cells) + " |")
+        figures = [mean_std([r["metrics"].get(k, math.nan) for r in results]) for k in keys]
+        relative = times[variant] / times["baseline"] if "baseline" in times else math.nan
+        params_d = f"{results[0]['params_D']:,}" if "params_D" in results[0] else "n/a"
+        lines.append(f"| {variant} | {len(results)} | {results[0].get('params_G', 0):,} | {params_d} | "
+                     f"{relative:.2f} | " + " | ".join(figures) + " |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
+    if docs is not None:
+        with_curves = {v: fs for v, fs in cells.items() if all((f / "curve.json").is_file() for f in fs)}
+        if with_curves:
+            docs.mkdir(parents=True, exist_ok=True)
+            _plot_curves(with_curves, docs / "fid-curves.png")
+            for variant, folders in with_curves.items():
+                with_weights = [f for f in folders if (f / "checkpoints").is_dir()]
+                if with_weights:  # results kept without checkpoints: the grid made with them stays
+                    save_grid(with_weights[0], docs / f"grid-{variant}.png")
     return table
+
+
+def _plot_curves(cells: dict[str, list[Path]], path: Path) -> None:
+    """FID against kimg, one curve per variant (mean ± std over the seeds' common points)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5.5))
+    for variant, folders in cells.items():
+        curves = [{round(p["kimg"], 3): p["fid"] for p in json.loads((f / "curve.json").read_text()).values()}
+                  for f in folders]
+        kimg = sorted(set.intersection(*(set(c) for c in curves)))
+        plot_band(axis, kimg, [[c[k] for c in curves] for k in kimg], variant)
+    axis.set_xlabel("kimg")
+    axis.set_ylabel("FID (fmnist features, 2k samples per point)")
+    axis.set_yscale("log")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train and measure the selected cells, or merge the finished ones."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", choices=["fmnist", "mog"], default="fmnist")
+    parser.add_argument("--study", choices=["fmnist", "fmnist-cpu", "mog"], default="fmnist")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--cells", default="", help="regular expression over variant names")
-    parser.add_argument("--kimg", type=float, default=500.0, help="fmnist: training length per cell")
+    parser.add_argument("--kimg", type=float, default=None,
+                        help=f"fmnist studies: training length per cell (fmnist 500, fmnist-cpu {CPU_PRESET['kimg']:g})")
     parser.add_argument("--steps", type=int, default=5000, help="mog: training steps per cell")
     parser.add_argument("--channel-base", type=int, default=8192)
     parser.add_argument("--channel-max", type=int, default=256)
-    parser.add_argument("--n", type=int, default=10000, help="fmnist: samples for the metrics")
+    parser.add_argument("--width", type=int, default=CPU_PRESET["width"], help="fmnist-cpu: DCGAN width")
+    parser.add_argument("--best", default=None, help="fmnist-cpu: the method each augmentation is also stacked with")
+    parser.add_argument("--n", type=int, default=10000, help="fmnist studies: samples for the metrics")
+    parser.add_argument("--curve-n", type=int, default=2000, help="fmnist-cpu: samples per FID curve point")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--data-path", default=None, help="fmnist studies: folder of the Fashion-MNIST idx files")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help=f"steps between checkpoints (fmnist-cpu: the curve's points, {CPU_PRESET['checkpoint_every']})")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", action="store_true")
+    parser.add_argument("--docs", type=Path, default=None, help="with --merge: where the curves and grids go")
     args = parser.parse_args(argv)
+    cpu = args.study == "fmnist-cpu"
+    if args.kimg is None:
+        args.kimg = CPU_PRESET["kimg"] if cpu else 500.0
+    if args.checkpoint_every is None:
+        args.checkpoint_every = CPU_PRESET["checkpoint_every"] if cpu else 1000
     out = args.out or REPO / "benchmarks" / "quality" / args.study
     if args.merge:
-        print(merge(out, args.study))
+        print(merge(out, args.study, args.docs))
         return 0
+    try:
+        study_variants = _variants(args.study, args.best)
+    except ValueError as exc:
+        parser.error(str(exc))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    variants = {k: v for k, v in _variants(args.study).items() if re.search(args.cells, k)}
+    variants = {k: v for k, v in study_variants.items() if re.search(args.cells, k)}
     teacher = out / "cells" / "teacher"
     if any(v["dgl"] for v in variants.values()):
         raw = _base_config(args)

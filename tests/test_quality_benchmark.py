@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 from benchmark_scripts import load_benchmark
+
+from gancore.testing import write_fake_fmnist
 
 
 def test_mog_cells_train_resume_and_merge(tmp_path, capsys):
@@ -32,3 +35,44 @@ def test_fmnist_variants_cover_the_study():
     names = set(load_benchmark("quality")._variants("fmnist"))
     assert {"baseline", "topk", "glead", "eqgan_sa", "dgl-1/2", "dgl-1/4", "topk+glead", "glead+eqgan_sa",
             "all four (dgl-1/2)"} <= names
+
+
+def test_cpu_variants_cover_the_study_and_check_best():
+    quality = load_benchmark("quality")
+    names = set(quality._variants("fmnist-cpu", "glead"))
+    assert names == {"baseline", "topk", "glead", "eqgan_sa", "baseline-1/2", "dgl-1/2", "all four (dgl-1/2)",
+                     "diffaugment", "ada", "diffaugment+glead", "ada+glead"}
+    assert "ada+topk" not in quality._variants("fmnist-cpu")  # stacked only once the best method is named
+    with pytest.raises(ValueError, match="--best: 'adam' is not a method"):
+        quality._variants("fmnist-cpu", "adam")
+
+
+def test_cpu_study_curves_grids_and_table(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    quality = load_benchmark("quality")
+    data = write_fake_fmnist(tmp_path / "fmnist", train=96, test=10)
+    out = tmp_path / "out"
+    args = ["--study", "fmnist-cpu", "--width", "4", "--kimg", "0.256", "--checkpoint-every", "2", "--curve-n", "40",
+            "--n", "48", "--seeds", "0", "--best", "topk", "--cells", "^(baseline|dgl-1/2|ada\\+topk)$",
+            "--device", "cpu", "--data-path", str(data), "--out", str(out)]
+    assert quality.main(args) == 0
+    cells = out / "cells"
+    assert sorted(p.name for p in cells.iterdir()) == ["ada-topk-seed0", "baseline-seed0", "dgl-1-2-seed0", "teacher"]
+    student = json.loads((cells / "dgl-1-2-seed0" / "config.json").read_text())
+    dgl = [p for p in student["plugins"] if p["name"] == "dgl"][0]
+    assert (dgl["teacher_from_step"], dgl["reset_optimizers"]) == (2, "both")  # the student alone for half the run
+    assert student["backbone"]["width"] == 4 and student["backbone"]["channel_multiplier"] == 0.5
+    assert [p["name"] for p in json.loads((cells / "ada-topk-seed0" / "config.json").read_text())["plugins"]] == [
+        "augment", "topk"]
+    curve = json.loads((cells / "baseline-seed0" / "curve.json").read_text())
+    assert list(curve) == ["step-000002", "step-000004"] and [p["kimg"] for p in curve.values()] == [0.128, 0.256]
+    baseline = json.loads((cells / "baseline-seed0" / "eval.json").read_text())
+    small = json.loads((cells / "dgl-1-2-seed0" / "eval.json").read_text())
+    assert baseline["protocol"]["real_samples"] == 48 and small["params_G"] < baseline["params_G"] / 2
+    assert small["params_D"] < baseline["params_D"] / 2
+    capsys.readouterr()
+    assert quality.main(["--study", "fmnist-cpu", "--merge", "--out", str(out), "--docs", str(tmp_path / "docs")]) == 0
+    table = capsys.readouterr().out
+    assert f"| baseline | 1 | {baseline['params_G']:,} | {baseline['params_D']:,} | 1.00 |" in table
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
+        "fid-curves.png", "grid-ada-topk.png", "grid-baseline.png", "grid-dgl-1-2.png"]
