@@ -251,6 +251,56 @@ def _plot_curves(cells: dict[str, list[Path]], path: Path) -> None:
     plt.close(figure)
 
 
+def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: int) -> str:
+    """Each variant's time per step (median of three windows of ``steps`` after a warm-up, DGL's
+    teacher term on) and the study's estimated training time at ``--kimg``, as a markdown table.
+    Times are relative to the first variant (the baseline, unless ``--cells`` leaves it out),
+    whose cost also stands for the teacher's."""
+    import tempfile
+    import time
+
+    import torch
+
+    from gancore.run import Run
+
+    rows, total = [], 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher = Path(tmp) / "teacher"
+        if any(v["dgl"] for v in variants.values()):  # a one-step teacher: the cost is the same
+            raw = _base_config(args)
+            raw["train"].update({"steps": 1, "checkpoint_every": 1})
+            train_cell(teacher, raw)
+        for name, variant in variants.items():
+            raw = _cell_config(args, variant, 0, teacher)
+            budget = raw["train"]["steps"]
+            for plugin in raw["plugins"]:
+                if isinstance(plugin, dict) and plugin.get("name") == "dgl":
+                    plugin["teacher_from_step"] = 0
+            raw["train"].update({"steps": 10**9, "checkpoint_every": 0, "sample_every": 0, "log_every": 10**9})
+            run = Run.build(raw, out_dir=Path(tmp) / _slug(name))
+            for _ in range(3):
+                run.trainer.step()
+            windows = []
+            for _ in range(3):
+                started = time.perf_counter()
+                for _ in range(steps):
+                    run.trainer.step()
+                windows.append((time.perf_counter() - started) / steps)
+            seconds = statistics.median(windows)
+            total += seconds * budget * len(args.seed_list)
+            params = [sum(p.numel() for p in net.parameters()) for net in (run.G, run.D)]
+            rows.append((name, seconds, params))
+    base = rows[0][1]
+    if any(v["dgl"] for v in variants.values()):
+        total += base * 2 * _base_config(args)["train"]["steps"]  # the teacher: the baseline, twice as long
+    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {steps} steps per window",
+             "| variant | ms / step | vs first | G params | D params |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {1000 * sec:.0f} | {sec / base:.2f} | {g:,} | {d:,} |" for name, sec, (g, d) in rows]
+    lines.append(f"estimated training time of these cells ({len(args.seed_list)} seeds, {args.kimg:g} kimg): "
+                 f"{total / 3600:.1f} core-hours")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train and measure the selected cells, or merge the finished ones."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -272,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"steps between checkpoints (fmnist-cpu: the curve's points, {CPU_PRESET['checkpoint_every']})")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", action="store_true")
+    parser.add_argument("--speed", type=int, default=0, metavar="STEPS",
+                        help="only time each selected variant (windows of STEPS steps) and estimate the study's cost")
     parser.add_argument("--docs", type=Path, default=None, help="with --merge: where the curves and grids go")
     args = parser.parse_args(argv)
     cpu = args.study == "fmnist-cpu"
@@ -289,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     variants = {k: v for k, v in study_variants.items() if re.search(args.cells, k)}
+    args.seed_list = seeds
+    if args.speed:
+        print(measure_speed(args, variants, args.speed))
+        return 0
     teacher = out / "cells" / "teacher"
     if any(v["dgl"] for v in variants.values()):
         raw = _base_config(args)

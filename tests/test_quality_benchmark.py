@@ -76,3 +76,17 @@ def test_cpu_study_curves_grids_and_table(tmp_path, capsys):
     assert f"| baseline | 1 | {baseline['params_G']:,} | {baseline['params_D']:,} | 1.00 |" in table
     assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
         "fid-curves.png", "grid-ada-topk.png", "grid-baseline.png", "grid-dgl-1-2.png"]
+
+
+def test_speed_times_each_variant_and_estimates_the_study(tmp_path, capsys):
+    quality = load_benchmark("quality")
+    data = write_fake_fmnist(tmp_path / "fmnist", train=96, test=10)
+    args = ["--study", "fmnist-cpu", "--width", "4", "--kimg", "0.64", "--seeds", "0,1", "--speed", "1",
+            "--cells", "^(baseline|dgl-1/2)$", "--device", "cpu", "--data-path", str(data), "--out", str(tmp_path / "out")]
+    assert quality.main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ") and "ms" not in line}
+    assert set(rows) == {"baseline", "dgl-1/2"} and rows["baseline"][2] == "1.00"
+    assert int(rows["dgl-1/2"][3].replace(",", "")) < int(rows["baseline"][3].replace(",", "")) / 2  # G params
+    assert "estimated training time of these cells (2 seeds, 0.64 kimg)" in lines[-1]
+    assert not (tmp_path / "out").exists()  # a measurement trains no cell
