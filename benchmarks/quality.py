@@ -278,14 +278,17 @@ def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: in
                     plugin["teacher_from_step"] = 0
             raw["train"].update({"steps": 10**9, "checkpoint_every": 0, "sample_every": 0, "log_every": 10**9})
             run = Run.build(raw, out_dir=Path(tmp) / _slug(name))
+            # Whole regularisation cycles, so that every window holds the same number of R1 and path-length steps.
+            cycle = math.lcm(run.config.train.d_reg_interval, run.config.train.g_reg_interval)
+            window = math.ceil(steps / cycle) * cycle
             for _ in range(3):
                 run.trainer.step()
             windows = []
             for _ in range(3):
                 started = time.perf_counter()
-                for _ in range(steps):
+                for _ in range(window):
                     run.trainer.step()
-                windows.append((time.perf_counter() - started) / steps)
+                windows.append((time.perf_counter() - started) / window)
             seconds = statistics.median(windows)
             total += seconds * budget * len(args.seed_list)
             params = [sum(p.numel() for p in net.parameters()) for net in (run.G, run.D)]
@@ -293,7 +296,8 @@ def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: in
     base = rows[0][1]
     if any(v["dgl"] for v in variants.values()):
         total += base * 2 * _base_config(args)["train"]["steps"]  # the teacher: the baseline, twice as long
-    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {steps} steps per window",
+    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), windows of {steps} steps or more "
+             "(whole regularisation cycles)",
              "| variant | ms / step | vs first | G params | D params |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {1000 * sec:.0f} | {sec / base:.2f} | {g:,} | {d:,} |" for name, sec, (g, d) in rows]
     lines.append(f"estimated training time of these cells ({len(args.seed_list)} seeds, {args.kimg:g} kimg): "
@@ -323,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--speed", type=int, default=0, metavar="STEPS",
-                        help="only time each selected variant (windows of STEPS steps) and estimate the study's cost")
+                        help="only time each selected variant (windows of at least STEPS steps, whole R1/path-length "
+                        "cycles) and estimate the study's cost")
     parser.add_argument("--docs", type=Path, default=None, help="with --merge: where the curves and grids go")
     args = parser.parse_args(argv)
     cpu = args.study == "fmnist-cpu"
