@@ -13,7 +13,7 @@ travel between machines. Each finished cell is measured once and the result stor
 samples (fmnist study), or the mixture metrics on 10k samples (mog study). ``--merge`` prints the
 table (mean ± std over seeds) and writes it to ``<out>/table.md``.
 
-The fmnist-cpu study (:data:`CPU_PRESET`) is sized for a 2-core machine: a DCGAN of width
+The fmnist-cpu study (:data:`CPU_PRESET`) is meant for a 2-core machine: a DCGAN of width
 ``--width`` at 32 px, ``--kimg`` per cell, each kept checkpoint's FID measured once on
 ``--curve-n`` samples (``curve.json``), and with ``--docs`` the merge also draws the FID-versus-kimg
 curves (one per variant, mean ± std over seeds) and an 8x8 grid per variant from the same latents.
@@ -49,6 +49,7 @@ METHODS = {
 
 
 #: The fmnist-cpu study's defaults: DCGAN width, kimg per cell, steps between curve points (batch 64).
+#: ``--speed`` measures what a choice costs; benchmarks/RESULTS.md has the measured costs.
 CPU_PRESET = {"width": 16, "kimg": 256.0, "checkpoint_every": 250}
 #: Augmentation plugins of the fmnist-cpu study, each with its paper's defaults (docs/methods/augment.md).
 AUGMENTS = {
