@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import re
-import statistics
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from cells import mean_std, train_cell  # noqa: E402
+from cells import fid_curve, mean_std, plot_band, save_grid, train_cell, write_json  # noqa: E402
 
 if TYPE_CHECKING:
     from gancore.data.base import DatasetView
@@ -134,27 +133,19 @@ def _d_on_reals(checkpoint: Path, args: argparse.Namespace, count: int = 1000) -
     return means
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    """Write JSON through a temporary file and a rename (a kill leaves the old file or the new)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
     """FID of every kept checkpoint (the curve) and the full metrics of the newest, each measured once."""
     from gancore.checkpoint import latest_checkpoint, list_checkpoints
 
-    curve_path = folder / "curve.json"
-    curve = json.loads(curve_path.read_text()) if curve_path.is_file() else {}
+    def measure_fid(checkpoint: Path) -> tuple[float, float]:
+        result = _measure(checkpoint, ("fid",), args.curve_n, args)
+        return result["kimg"], result["metrics"]["Metrics/fid"]
+
+    curve = fid_curve(folder, measure_fid)
     for checkpoint in list_checkpoints(folder / "checkpoints"):
-        if checkpoint.name not in curve:
-            result = _measure(checkpoint, ("fid",), args.curve_n, args)
-            curve[checkpoint.name] = {"kimg": result["kimg"], "fid": result["metrics"]["Metrics/fid"]}
-            _write_json(curve_path, curve)
         if "d_train" not in curve[checkpoint.name]:
             curve[checkpoint.name].update(_d_on_reals(checkpoint, args))
-            _write_json(curve_path, curve)
+            write_json(folder / "curve.json", curve)
     result_path = folder / "eval.json"
     latest = latest_checkpoint(folder)
     if result_path.is_file():
@@ -162,7 +153,7 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
         if result.get("checkpoint") == latest.name:
             return result
     result = {"checkpoint": latest.name, **_measure(latest, ("fid", "kid", "pr"), args.n, args)}
-    _write_json(result_path, result)
+    write_json(result_path, result)
     return result
 
 
@@ -234,15 +225,15 @@ def _plot(cells: dict[tuple[int, str], list[Path]], path: Path) -> None:
             curves = [{round(p["kimg"], 3): p["fid"] for p in json.loads((f / "curve.json").read_text()).values()}
                       for f in folders]
             kimg = sorted(set.intersection(*(set(c) for c in curves)))  # the points every seed has
-            _band(axes[0][column], kimg, [[c[k] for c in curves] for k in kimg], variant)
+            plot_band(axes[0][column], kimg, [[c[k] for c in curves] for k in kimg], variant)
             gaps = [_score_gap(f) for f in folders]
             length = min(len(g) for g in gaps)
-            _band(axes[1][column], [gaps[0][i][0] for i in range(length)],
+            plot_band(axes[1][column], [gaps[0][i][0] for i in range(length)],
                   [[g[i][1] for g in gaps] for i in range(length)], variant)
             memorised = [dict(_memorisation(f)) for f in folders]
             kimg = sorted(set.intersection(*(set(m) for m in memorised)))
             if kimg:
-                _band(axes[2][column], kimg, [[m[k] for m in memorised] for k in kimg], variant)
+                plot_band(axes[2][column], kimg, [[m[k] for m in memorised] for k in kimg], variant)
         axes[0][column].set_title(f"first {size:,} Fashion-MNIST images")
         axes[0][column].set_ylabel("FID (fmnist features, vs held-out training images)")
         axes[1][column].set_ylabel("D(real) - D(fake), mean logit")
@@ -254,24 +245,12 @@ def _plot(cells: dict[tuple[int, str], list[Path]], path: Path) -> None:
     plt.close(figure)
 
 
-def _band(axis, x: list[float], values: list[list[float]], label: str) -> None:
-    mean = [statistics.fmean(v) for v in values]
-    std = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-    axis.plot(x, mean, label=label)
-    axis.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
-
-
 def _grids(cells: dict[tuple[int, str], list[Path]], docs: Path) -> None:
     """An 8x8 grid of G_ema per size and variant: the cell of the lowest seed, the same latents for all."""
-    from gancore.pretrained import load_run
-    from gancore.samples import save_samples
-
     for (size, variant), folders in cells.items():
         with_weights = [f for f in folders if (f / "checkpoints").is_dir()]
-        if not with_weights:  # results kept without checkpoints: the grid made with them stays
-            continue
-        run = load_run(with_weights[0], components=("G_ema",))
-        save_samples(docs / f"grid-{size}-{variant}.png", run.sample(64, seed=2024))
+        if with_weights:  # results kept without checkpoints: the grid made with them stays
+            save_grid(with_weights[0], docs / f"grid-{size}-{variant}.png")
 
 
 def main(argv: list[str] | None = None) -> int:
