@@ -197,7 +197,7 @@ def merge(out: Path, docs: Path | None = None) -> str:
             low = min(curve, key=lambda point: point["fid"])
             best.append(f"{low['fid']:.1f} ({low['kimg']:.0f})")
         gaps = [_score_gap(f)[-1][1] for f in folders]
-        memorised = [_memorisation(f)[-1][1] if _memorisation(f) else math.nan for f in folders]
+        memorised = [points[-1][1] if (points := _memorisation(f)) else math.nan for f in folders]
         lines.append(f"| {size:,} | {variant} | {len(folders)} | " + " | ".join(figures)
                      + f" | {', '.join(best)} | {mean_std(gaps)} | {mean_std(memorised)} |")
     table = "\n".join(lines)

@@ -59,13 +59,10 @@ AUGMENTS = {
 
 
 def _cpu_variants(best: str | None) -> dict[str, dict]:
-    """The fmnist-cpu study's variants (``best``: the method each augmentation is also stacked with)."""
-    variants = {"baseline": {"plugins": [], "width": 1.0, "dgl": False}}
-    for name, plugins in METHODS.items():
-        variants[name] = {"plugins": plugins, "width": 1.0, "dgl": False}
-    variants["baseline-1/2"] = {"plugins": [], "width": 0.5, "dgl": False}
-    variants["dgl-1/2"] = {"plugins": [], "width": 0.5, "dgl": True}
-    variants["all four (dgl-1/2)"] = {"plugins": [p for ps in METHODS.values() for p in ps], "width": 0.5, "dgl": True}
+    """The fmnist-cpu study's variants (``best``: the method each augmentation is also stacked with):
+    the fmnist study's single methods, DGL's half-width student and control and all four, then the augmentations."""
+    full = _variants("fmnist")
+    variants = {name: full[name] for name in ("baseline", *METHODS, "baseline-1/2", "dgl-1/2", "all four (dgl-1/2)")}
     for name, plugins in AUGMENTS.items():
         variants[name] = {"plugins": plugins, "width": 1.0, "dgl": False}
     if best is not None:
@@ -252,9 +249,9 @@ def _plot_curves(cells: dict[str, list[Path]], path: Path) -> None:
     plt.close(figure)
 
 
-def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: int) -> str:
+def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: int, seeds: int) -> str:
     """Each variant's time per step (median of three windows of ``steps`` after a warm-up, DGL's
-    teacher term on) and the study's estimated training time at ``--kimg``, as a markdown table.
+    teacher term on) and the estimated training time of ``seeds`` seeds at ``--kimg``, as a markdown table.
     Times are relative to the first variant (the baseline, unless ``--cells`` leaves it out),
     whose cost also stands for the teacher's."""
     import tempfile
@@ -291,7 +288,7 @@ def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: in
                     run.trainer.step()
                 windows.append((time.perf_counter() - started) / window)
             seconds = statistics.median(windows)
-            total += seconds * budget * len(args.seed_list)
+            total += seconds * budget * seeds
             params = [sum(p.numel() for p in net.parameters()) for net in (run.G, run.D)]
             rows.append((name, seconds, params))
     base = rows[0][1]
@@ -301,7 +298,7 @@ def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: in
              "(whole regularisation cycles)",
              "| variant | ms / step | vs first | G params | D params |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {1000 * sec:.0f} | {sec / base:.2f} | {g:,} | {d:,} |" for name, sec, (g, d) in rows]
-    lines.append(f"estimated training time of these cells ({len(args.seed_list)} seeds, {args.kimg:g} kimg): "
+    lines.append(f"estimated training time of these cells ({seeds} seeds, {args.kimg:g} kimg): "
                  f"{total / 3600:.1f} core-hours")
     return "\n".join(lines)
 
@@ -347,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     variants = {k: v for k, v in study_variants.items() if re.search(args.cells, k)}
-    args.seed_list = seeds
+    if not variants:
+        parser.error(f"--cells {args.cells!r} matches no variant of the {args.study} study")
     if args.speed:
-        print(measure_speed(args, variants, args.speed))
+        print(measure_speed(args, variants, args.speed, len(seeds)))
         return 0
     teacher = out / "cells" / "teacher"
     if any(v["dgl"] for v in variants.values()):
