@@ -51,6 +51,10 @@ METHODS = {
 #: The fmnist-cpu study's defaults: DCGAN width, kimg per cell, steps between curve points (batch 64).
 #: ``--speed`` measures what a choice costs; benchmarks/RESULTS.md has the measured costs.
 CPU_PRESET = {"width": 16, "kimg": 256.0, "checkpoint_every": 250}
+#: EqGAN-SA's encoder and SEL widths in its official setting (StyleGAN2 ``paper256``: G has 64 channels at
+#: 256 px, where the encoders run), as multiples of G's channels at image resolution. The fmnist-cpu
+#: study keeps these ratios on its DCGAN (16 channels at 32 px at width 16: 4, 8 and 16 channels).
+EQGAN_SA_PER_TOP_CHANNEL = {"encoder_hidden": 16 / 64, "encoder_channels": 32 / 64, "sel_hidden": 64 / 64}
 #: Augmentation plugins of the fmnist-cpu study, each with its paper's defaults (docs/methods/augment.md).
 AUGMENTS = {
     "diffaugment": [{"name": "augment", "mode": "diffaugment"}],
@@ -71,6 +75,13 @@ def _cpu_variants(best: str | None) -> dict[str, dict]:
         for name, plugins in AUGMENTS.items():
             variants[f"{name}+{best}"] = {"plugins": plugins + METHODS[best], "width": 1.0, "dgl": False}
     return variants
+
+
+def eqgan_sa_scaled(top_channels: int) -> dict:
+    """The ``eqgan_sa`` plugin entry for a G with ``top_channels`` channels at image resolution
+    (:data:`EQGAN_SA_PER_TOP_CHANNEL`; every width at least 1)."""
+    return {"name": "eqgan_sa", **{key: max(1, round(ratio * top_channels))
+                                   for key, ratio in EQGAN_SA_PER_TOP_CHANNEL.items()}}
 
 
 def _variants(study: str, best: str | None = None) -> dict[str, dict]:
@@ -142,12 +153,35 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
             raw["backbone"]["width"] = max(1, round(base * variant["width"]))
         else:
             raw["backbone"]["channel_multiplier"] = variant["width"]
+    if args.study == "fmnist-cpu":  # EqGAN-SA's encoders and SELs scaled to this G
+        top = max(1, round(args.width * variant["width"]))
+        raw["plugins"] = [eqgan_sa_scaled(top) if p == "eqgan_sa" else p for p in raw["plugins"]]
     if variant["dgl"]:
         dgl = {"name": "dgl", "teacher": str(teacher)}
         if args.study == "fmnist-cpu":  # configs/fmnist-dcgan-dgl-half.toml: the student alone for half the run
             dgl.update({"teacher_from_step": raw["train"]["steps"] // 2, "reset_optimizers": "both"})
         raw["plugins"].append(dgl)
     return raw
+
+
+def _measure_curve(folder: Path, args: argparse.Namespace) -> dict:
+    """``curve.json`` of a cell: FID on ``--curve-n`` samples at each kept checkpoint (each measured once)."""
+    from gancore.data import build_dataset
+    from gancore.metrics.evaluate import default_cache_dir
+    from gancore.pretrained import load_run
+    from gancore.run import resolve_device
+
+    device = resolve_device(args.device)
+    dataset = None
+
+    def measure_fid(checkpoint: Path) -> tuple[float, float]:
+        nonlocal dataset
+        at = load_run(checkpoint, components=("G_ema",)).to(device)
+        dataset = dataset or build_dataset(at.config.data)
+        fid = at.measure(("fid",), args.curve_n, 0, "fmnist", dataset, default_cache_dir())
+        return at.kimg, fid.metrics["Metrics/fid"]
+
+    return fid_curve(folder, measure_fid)
 
 
 def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
@@ -167,12 +201,7 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
     run = load_run(folder, components=("G_ema",)).to(resolve_device(args.device))
     dataset = build_dataset(run.config.data)
     if args.study == "fmnist-cpu":
-        def measure_fid(checkpoint: Path) -> tuple[float, float]:
-            at = load_run(checkpoint, components=("G_ema",)).to(run.device)
-            fid = at.measure(("fid",), args.curve_n, 0, "fmnist", dataset, default_cache_dir())
-            return at.kimg, fid.metrics["Metrics/fid"]
-
-        fid_curve(folder, measure_fid)
+        _measure_curve(folder, args)
     if args.study == "mog":
         metrics = dataset.quality_metrics(run.sample(10000, seed=12345))
         result = {"metrics": metrics, "protocol": {"samples": 10000}}
@@ -219,7 +248,7 @@ def merge(out: Path, study: str, docs: Path | None = None) -> str:
         with_curves = {v: fs for v, fs in cells.items() if all((f / "curve.json").is_file() for f in fs)}
         if with_curves:
             docs.mkdir(parents=True, exist_ok=True)
-            _plot_curves(with_curves, docs / "fid-curves.png")
+            _plot_curves(with_curves, docs / "fid-curves.png", out / "cells" / "teacher" / "curve.json")
             for variant, folders in with_curves.items():
                 with_weights = [f for f in folders if (f / "checkpoints").is_dir()]
                 if with_weights:  # results kept without checkpoints: the grid made with them stays
@@ -227,14 +256,18 @@ def merge(out: Path, study: str, docs: Path | None = None) -> str:
     return table
 
 
-def _plot_curves(cells: dict[str, list[Path]], path: Path) -> None:
-    """FID against kimg, one curve per variant (mean ± std over the seeds' common points)."""
+def _plot_curves(cells: dict[str, list[Path]], path: Path, teacher_curve: Path | None = None) -> None:
+    """FID against kimg, one curve per variant (mean ± std over the seeds' common points), and the
+    teacher's (the baseline at twice the budget, dashed) where ``teacher_curve`` exists."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 5.5))
+    if teacher_curve is not None and teacher_curve.is_file():
+        points = sorted((p["kimg"], p["fid"]) for p in json.loads(teacher_curve.read_text()).values())
+        axis.plot(*zip(*points), "k--", linewidth=1, label="baseline, twice the budget (DGL's teacher)")
     for variant, folders in cells.items():
         curves = [{round(p["kimg"], 3): p["fid"] for p in json.loads((f / "curve.json").read_text()).values()}
                   for f in folders]
@@ -353,8 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     if any(v["dgl"] for v in variants.values()):
         raw = _base_config(args)
         raw["train"]["steps"] *= 2  # the teacher: the baseline trained twice as long
+        if cpu:  # every checkpoint kept, for its curve
+            raw["train"]["keep_checkpoints"] = raw["train"]["steps"] // args.checkpoint_every + 1
         print("teacher", flush=True)
         train_cell(teacher, raw)
+        if cpu:  # the baseline's FID curve over twice the budget: has it flattened by the end of the cells'?
+            _measure_curve(teacher, args)
     for name, variant in variants.items():
         for seed in seeds:
             folder = out / "cells" / f"{_slug(name)}-seed{seed}"

@@ -47,6 +47,22 @@ def test_cpu_variants_cover_the_study_and_check_best():
         quality._variants("fmnist-cpu", "adam")
 
 
+def test_cpu_study_scales_eqgan_sa_to_the_generator():
+    import argparse
+
+    quality = load_benchmark("quality")
+    # The official ratios: 16, 32 and 64 channels beside a G with 64 channels at image resolution.
+    assert quality.eqgan_sa_scaled(64) == {"name": "eqgan_sa", "encoder_hidden": 16, "encoder_channels": 32,
+                                           "sel_hidden": 64}
+    args = argparse.Namespace(study="fmnist-cpu", width=16, kimg=1.0, checkpoint_every=8, data_path=None,
+                              device="cpu")
+    variants = quality._variants("fmnist-cpu")
+    alone = quality._cell_config(args, variants["eqgan_sa"], 0, None)["plugins"]
+    assert alone == [{"name": "eqgan_sa", "encoder_hidden": 4, "encoder_channels": 8, "sel_hidden": 16}]
+    stacked = quality._cell_config(args, variants["all four (dgl-1/2)"], 0, None)["plugins"]
+    assert {"name": "eqgan_sa", "encoder_hidden": 2, "encoder_channels": 4, "sel_hidden": 8} in stacked
+
+
 def test_cpu_study_curves_grids_and_table(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     quality = load_benchmark("quality")
@@ -66,6 +82,8 @@ def test_cpu_study_curves_grids_and_table(tmp_path, capsys):
         "augment", "topk"]
     curve = json.loads((cells / "baseline-seed0" / "curve.json").read_text())
     assert list(curve) == ["step-000002", "step-000004"] and [p["kimg"] for p in curve.values()] == [0.128, 0.256]
+    teacher = json.loads((cells / "teacher" / "curve.json").read_text())  # the baseline over twice the budget
+    assert [p["kimg"] for p in teacher.values()] == [0.128, 0.256, 0.384, 0.512]
     baseline = json.loads((cells / "baseline-seed0" / "eval.json").read_text())
     small = json.loads((cells / "dgl-1-2-seed0" / "eval.json").read_text())
     assert baseline["protocol"]["real_samples"] == 48 and small["params_G"] < baseline["params_G"] / 2
