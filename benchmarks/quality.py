@@ -118,21 +118,23 @@ def _slug(name: str) -> str:
 
 def _base_config(args: argparse.Namespace) -> dict:
     """The shared settings: configs/fmnist-stylegan2.toml at the study's widths, or the mog demo."""
-    from gancore.config import load_raw_config
+    from gancore.config import apply_overrides, load_raw_config
 
     if args.study == "mog":
-        raw = load_raw_config(REPO / "configs" / "mog25-topk.toml")
+        raw = apply_overrides(load_raw_config(REPO / "configs" / "mog25-topk.toml"), args.set)
         raw["plugins"] = []
         raw["train"].update({"steps": args.steps})
     elif args.study == "fmnist-cpu":
         raw = load_raw_config(REPO / "configs" / "fmnist-dcgan.toml")
         raw["backbone"]["width"] = args.width
+        raw = apply_overrides(raw, args.set)  # before the budget: train.batch sets the steps per kimg
         steps = max(1, round(args.kimg * 1000 / raw["train"]["batch"]))
         raw["train"].update({"steps": steps, "keep_checkpoints": steps // args.checkpoint_every + 1,
                              "tensorboard": False})
     else:
         raw = load_raw_config(REPO / "configs" / "fmnist-stylegan2.toml")
         raw["backbone"].update({"channel_base": args.channel_base, "channel_max": args.channel_max})
+        raw = apply_overrides(raw, args.set)
         raw["train"].update({"steps": max(1, round(args.kimg * 1000 / raw["train"]["batch"]))})
     if args.data_path and args.study != "mog":
         raw["data"]["path"] = args.data_path
@@ -355,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-path", default=None, help="fmnist studies: folder of the Fashion-MNIST idx files")
     parser.add_argument("--checkpoint-every", type=int, default=None,
                         help=f"steps between checkpoints (fmnist-cpu: the curve's points, {CPU_PRESET['checkpoint_every']})")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every cell and the teacher, e.g. train.batch=32 train.g_lr=0.001")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--speed", type=int, default=0, metavar="STEPS",

@@ -55,9 +55,11 @@ def test_cpu_study_scales_eqgan_sa_to_the_generator():
     assert quality.eqgan_sa_scaled(64) == {"name": "eqgan_sa", "encoder_hidden": 16, "encoder_channels": 32,
                                            "sel_hidden": 64}
     args = argparse.Namespace(study="fmnist-cpu", width=16, kimg=1.0, checkpoint_every=8, data_path=None,
-                              device="cpu")
+                              device="cpu", set=["train.batch=32"])
     variants = quality._variants("fmnist-cpu")
-    alone = quality._cell_config(args, variants["eqgan_sa"], 0, None)["plugins"]
+    raw = quality._cell_config(args, variants["eqgan_sa"], 0, None)
+    assert (raw["train"]["batch"], raw["train"]["steps"]) == (32, 31)  # --set comes before the budget in steps
+    alone = raw["plugins"]
     assert alone == [{"name": "eqgan_sa", "encoder_hidden": 4, "encoder_channels": 8, "sel_hidden": 16}]
     stacked = quality._cell_config(args, variants["all four (dgl-1/2)"], 0, None)["plugins"]
     assert {"name": "eqgan_sa", "encoder_hidden": 2, "encoder_channels": 4, "sel_hidden": 8} in stacked
