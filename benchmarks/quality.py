@@ -48,12 +48,14 @@ METHODS = {
 }
 
 
-#: The fmnist-cpu study's defaults: DCGAN width, kimg per cell, steps between curve points (batch 64).
-#: ``--speed`` measures what a choice costs; benchmarks/RESULTS.md has the measured costs.
-CPU_PRESET = {"width": 16, "kimg": 256.0, "checkpoint_every": 250}
+#: The fmnist-cpu study's defaults: DCGAN width, kimg per cell, steps between curve points (batch 64),
+#: and Adam's learning rate for G and D. Chosen from baseline probes (benchmarks/RESULTS.md, 2026-12-01):
+#: at lr 1e-3 the width-8 baseline's FID flattens by 256 kimg (119, 107, 105 at 192, 224, 256 kimg);
+#: at the config's 2e-4 it is still 369 there. ``--speed`` measures what a choice costs.
+CPU_PRESET = {"width": 8, "kimg": 256.0, "checkpoint_every": 250, "lr": 0.001}
 #: EqGAN-SA's encoder and SEL widths in its official setting (StyleGAN2 ``paper256``: G has 64 channels at
 #: 256 px, where the encoders run), as multiples of G's channels at image resolution. The fmnist-cpu
-#: study keeps these ratios on its DCGAN (16 channels at 32 px at width 16: 4, 8 and 16 channels).
+#: study keeps these ratios on its DCGAN (at width 8, 8 channels at 32 px: 2, 4 and 8 channels; width 16: 4, 8, 16).
 EQGAN_SA_PER_TOP_CHANNEL = {"encoder_hidden": 16 / 64, "encoder_channels": 32 / 64, "sel_hidden": 64 / 64}
 #: Augmentation plugins of the fmnist-cpu study, each with its paper's defaults (docs/methods/augment.md).
 AUGMENTS = {
@@ -127,6 +129,7 @@ def _base_config(args: argparse.Namespace) -> dict:
     elif args.study == "fmnist-cpu":
         raw = load_raw_config(REPO / "configs" / "fmnist-dcgan.toml")
         raw["backbone"]["width"] = args.width
+        raw["train"].update({"g_lr": CPU_PRESET["lr"], "d_lr": CPU_PRESET["lr"]})
         raw = apply_overrides(raw, args.set)  # before the budget: train.batch sets the steps per kimg
         steps = max(1, round(args.kimg * 1000 / raw["train"]["batch"]))
         raw["train"].update({"steps": steps, "keep_checkpoints": steps // args.checkpoint_every + 1,

@@ -59,6 +59,7 @@ def test_cpu_study_scales_eqgan_sa_to_the_generator():
     variants = quality._variants("fmnist-cpu")
     raw = quality._cell_config(args, variants["eqgan_sa"], 0, None)
     assert (raw["train"]["batch"], raw["train"]["steps"]) == (32, 31)  # --set comes before the budget in steps
+    assert raw["train"]["g_lr"] == raw["train"]["d_lr"] == quality.CPU_PRESET["lr"]
     alone = raw["plugins"]
     assert alone == [{"name": "eqgan_sa", "encoder_hidden": 4, "encoder_channels": 8, "sel_hidden": 16}]
     stacked = quality._cell_config(args, variants["all four (dgl-1/2)"], 0, None)["plugins"]
