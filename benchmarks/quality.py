@@ -119,26 +119,25 @@ def _slug(name: str) -> str:
 
 
 def _base_config(args: argparse.Namespace) -> dict:
-    """The shared settings: configs/fmnist-stylegan2.toml at the study's widths, or the mog demo."""
+    """The shared settings: the study's config (fmnist-stylegan2, fmnist-dcgan or the mog demo) at its widths,
+    with ``--set`` applied before the budget in steps."""
     from gancore.config import apply_overrides, load_raw_config
 
+    name = {"mog": "mog25-topk.toml", "fmnist-cpu": "fmnist-dcgan.toml"}.get(args.study, "fmnist-stylegan2.toml")
+    raw = load_raw_config(REPO / "configs" / name)
+    if args.study == "fmnist-cpu":
+        raw["backbone"]["width"] = args.width
+        raw["train"].update({"g_lr": CPU_PRESET["lr"], "d_lr": CPU_PRESET["lr"], "tensorboard": False})
+    elif args.study == "fmnist":
+        raw["backbone"].update({"channel_base": args.channel_base, "channel_max": args.channel_max})
+    raw = apply_overrides(raw, args.set)  # before the budget: train.batch sets the steps per kimg
     if args.study == "mog":
-        raw = apply_overrides(load_raw_config(REPO / "configs" / "mog25-topk.toml"), args.set)
         raw["plugins"] = []
         raw["train"].update({"steps": args.steps})
-    elif args.study == "fmnist-cpu":
-        raw = load_raw_config(REPO / "configs" / "fmnist-dcgan.toml")
-        raw["backbone"]["width"] = args.width
-        raw["train"].update({"g_lr": CPU_PRESET["lr"], "d_lr": CPU_PRESET["lr"]})
-        raw = apply_overrides(raw, args.set)  # before the budget: train.batch sets the steps per kimg
-        steps = max(1, round(args.kimg * 1000 / raw["train"]["batch"]))
-        raw["train"].update({"steps": steps, "keep_checkpoints": steps // args.checkpoint_every + 1,
-                             "tensorboard": False})
     else:
-        raw = load_raw_config(REPO / "configs" / "fmnist-stylegan2.toml")
-        raw["backbone"].update({"channel_base": args.channel_base, "channel_max": args.channel_max})
-        raw = apply_overrides(raw, args.set)
         raw["train"].update({"steps": max(1, round(args.kimg * 1000 / raw["train"]["batch"]))})
+    if args.study == "fmnist-cpu":  # every checkpoint kept for the curves, the teacher's twice as many too
+        raw["train"]["keep_checkpoints"] = 2 * raw["train"]["steps"] // args.checkpoint_every + 1
     if args.data_path and args.study != "mog":
         raw["data"]["path"] = args.data_path
     raw["train"].update({"device": args.device, "progress": False, "checkpoint_every": args.checkpoint_every,
@@ -159,7 +158,11 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
         else:
             raw["backbone"]["channel_multiplier"] = variant["width"]
     if args.study == "fmnist-cpu":  # EqGAN-SA's encoders and SELs scaled to this G
-        top = max(1, round(args.width * variant["width"]))
+        from gancore_dcgan.dcgan_config import DCGANConfig
+
+        resolution = raw["data"]["resolution"]
+        top = DCGANConfig(width=raw["backbone"]["width"], channel_multiplier=variant["width"],
+                          resolution=resolution).width_at(resolution)
         raw["plugins"] = [eqgan_sa_scaled(top) if p == "eqgan_sa" else p for p in raw["plugins"]]
     if variant["dgl"]:
         dgl = {"name": "dgl", "teacher": str(teacher)}
@@ -169,15 +172,15 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
     return raw
 
 
-def _measure_curve(folder: Path, args: argparse.Namespace) -> dict:
-    """``curve.json`` of a cell: FID on ``--curve-n`` samples at each kept checkpoint (each measured once)."""
+def _measure_curve(folder: Path, args: argparse.Namespace, dataset=None) -> dict:
+    """``curve.json`` of a cell: FID on ``--curve-n`` samples at each kept checkpoint (each measured once),
+    against ``dataset`` (default: the cell's own data set)."""
     from gancore.data import build_dataset
     from gancore.metrics.evaluate import default_cache_dir
     from gancore.pretrained import load_run
     from gancore.run import resolve_device
 
     device = resolve_device(args.device)
-    dataset = None
 
     def measure_fid(checkpoint: Path) -> tuple[float, float]:
         nonlocal dataset
@@ -206,7 +209,7 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
     run = load_run(folder, components=("G_ema",)).to(resolve_device(args.device))
     dataset = build_dataset(run.config.data)
     if args.study == "fmnist-cpu":
-        _measure_curve(folder, args)
+        _measure_curve(folder, args, dataset)
     if args.study == "mog":
         metrics = dataset.quality_metrics(run.sample(10000, seed=12345))
         result = {"metrics": metrics, "protocol": {"samples": 10000}}
@@ -393,8 +396,6 @@ def main(argv: list[str] | None = None) -> int:
     if any(v["dgl"] for v in variants.values()):
         raw = _base_config(args)
         raw["train"]["steps"] *= 2  # the teacher: the baseline trained twice as long
-        if cpu:  # every checkpoint kept, for its curve
-            raw["train"]["keep_checkpoints"] = raw["train"]["steps"] // args.checkpoint_every + 1
         print("teacher", flush=True)
         train_cell(teacher, raw)
         if cpu:  # the baseline's FID curve over twice the budget: has it flattened by the end of the cells'?
