@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -248,9 +249,16 @@ def _plot(cells: dict[tuple[int, str], list[Path]], path: Path) -> None:
 def _grids(cells: dict[tuple[int, str], list[Path]], docs: Path) -> None:
     """An 8x8 grid of G_ema per size and variant: the cell of the lowest seed, the same latents for all."""
     for (size, variant), folders in cells.items():
+        grid = docs / f"grid-{size}-{variant}.png"
         with_weights = [f for f in folders if (f / "checkpoints").is_dir()]
-        if with_weights:  # results kept without checkpoints: the grid made with them stays
-            save_grid(with_weights[0], docs / f"grid-{size}-{variant}.png")
+        if with_weights:
+            save_grid(with_weights[0], grid)
+        elif not grid.is_file():  # no weights kept and no grid made from them: the trainer's own last grid
+            final = sorted((folders[0] / "samples").glob("step-*.png"))
+            if final:
+                shutil.copyfile(final[-1], grid)
+                print(f"{grid}: no checkpoints in {folders[0]}; copied its trainer's grid {final[-1].name} "
+                      "(the run's own latents, not the shared ones)")
 
 
 def main(argv: list[str] | None = None) -> int:

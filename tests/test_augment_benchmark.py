@@ -1,6 +1,7 @@
 """benchmarks/augment.py: cells train on the first N images, are measured against held-out images once, and merge."""
 
 import json
+import shutil
 
 import attrs
 import pytest
@@ -47,3 +48,9 @@ def test_cells_train_measure_once_and_merge(tmp_path, capsys):
     assert f"| {point['d_train'] - point['d_heldout']:.4g} ± 0 |" in table
     assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
         "fid-curves.png", "grid-32-ada.png", "grid-32-baseline.png"]
+    # A cell kept without its checkpoints (results only) falls back on its trainer's last grid.
+    shutil.rmtree(cell / "checkpoints")
+    (tmp_path / "docs" / "grid-32-ada.png").unlink()
+    assert benchmark.main(["--merge", "--out", str(tmp_path / "out"), "--docs", str(tmp_path / "docs")]) == 0
+    last = sorted((cell / "samples").glob("step-*.png"))[-1]
+    assert (tmp_path / "docs" / "grid-32-ada.png").read_bytes() == last.read_bytes()
