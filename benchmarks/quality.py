@@ -8,7 +8,9 @@
 Every cell (variant, seed) is a gancore run folder under ``--out`` (default
 ``benchmarks/quality/<study>``): a cell that was interrupted resumes from its newest checkpoint, a
 finished one is skipped, so the study can run one cell (or a few) per session and the folders can
-travel between machines. Each finished cell is measured once and the result stored next to it
+travel between machines. The cells' results are committed and their checkpoints are not: a cell
+with ``eval.json`` but no checkpoints counts as done, and DGL's teacher is trained (again) only
+while a DGL cell is left to run. Each finished cell is measured once and the result stored next to it
 (``eval.json``): domain FID, KID and precision/recall with the ``fmnist`` extractor on ``--n``
 samples (fmnist study), or the mixture metrics on 10k samples (mog study). ``--merge`` prints the
 table (mean ± std over seeds) and writes it to ``<out>/table.md``.
@@ -224,6 +226,12 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
     return result
 
 
+def _kept_without_weights(folder: Path) -> bool:
+    """Whether a cell is finished and measured but its checkpoints are gone (results are committed,
+    checkpoints are not): it counts as done, since training it again would only repeat it."""
+    return (folder / "eval.json").is_file() and not (folder / "checkpoints").is_dir()
+
+
 def _finished_cells(out: Path) -> dict[str, list[Path]]:
     """Evaluated cell folders by variant slug, in the order of their names."""
     cells: dict[str, list[Path]] = {}
@@ -393,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         print(measure_speed(args, variants, args.speed, len(seeds)))
         return 0
     teacher = out / "cells" / "teacher"
-    if any(v["dgl"] for v in variants.values()):
+    folders = {(name, seed): out / "cells" / f"{_slug(name)}-seed{seed}" for name in variants for seed in seeds}
+    if any(variants[name]["dgl"] and not _kept_without_weights(folder) for (name, _), folder in folders.items()):
         raw = _base_config(args)
         raw["train"]["steps"] *= 2  # the teacher: the baseline trained twice as long
         print("teacher", flush=True)
@@ -402,8 +411,11 @@ def main(argv: list[str] | None = None) -> int:
             _measure_curve(teacher, args)
     for name, variant in variants.items():
         for seed in seeds:
-            folder = out / "cells" / f"{_slug(name)}-seed{seed}"
+            folder = folders[name, seed]
             print(f"{name}, seed {seed}", flush=True)
+            if _kept_without_weights(folder):
+                print("  done (its results are kept without its checkpoints)", flush=True)
+                continue
             train_cell(folder, _cell_config(args, variant, seed, teacher))
             result = _evaluate(folder, args)
             print("  " + ", ".join(f"{k.removeprefix('Metrics/')} {v:.4g}" for k, v in result["metrics"].items()),

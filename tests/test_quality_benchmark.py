@@ -1,6 +1,7 @@
 """benchmarks/quality.py: cells train, resume and are measured once; the merge builds the table."""
 
 import json
+import shutil
 
 import pytest
 from benchmark_scripts import load_benchmark
@@ -29,6 +30,14 @@ def test_mog_cells_train_resume_and_merge(tmp_path, capsys):
     assert quality.main([*args[:2], "--steps", "30", *args[4:]]) == 0
     assert "resuming baseline-seed0 at step-000020" in capsys.readouterr().out
     assert json.loads((tmp_path / "cells" / "baseline-seed0" / "eval.json").read_text())["step"] == 30
+    # A fresh clone holds the results without the checkpoints: the cells count as done, and the teacher
+    # is not trained again for DGL cells that are done.
+    for folder in (tmp_path / "cells").iterdir():
+        shutil.rmtree(folder / "checkpoints")
+    capsys.readouterr()
+    assert quality.main([*args[:2], "--steps", "30", *args[4:]]) == 0
+    assert capsys.readouterr().out.count("done (its results are kept without its checkpoints)") == 4
+    assert not any((tmp_path / "cells" / name / "checkpoints").exists() for name in ("teacher", "baseline-seed0"))
 
 
 def test_fmnist_variants_cover_the_study():
