@@ -167,11 +167,20 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
                           resolution=resolution).width_at(resolution)
         raw["plugins"] = [eqgan_sa_scaled(top) if p == "eqgan_sa" else p for p in raw["plugins"]]
     if variant["dgl"]:
-        dgl = {"name": "dgl", "teacher": str(teacher)}
+        dgl = {"name": "dgl", "teacher": _portable(teacher)}
         if args.study == "fmnist-cpu":  # configs/fmnist-dcgan-dgl-half.toml: the student alone for half the run
             dgl.update({"teacher_from_step": raw["train"]["steps"] // 2, "reset_optimizers": "both"})
         raw["plugins"].append(dgl)
     return raw
+
+
+def _portable(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (configs are committed with
+    the cells' results, and must not carry one machine's folders), else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _measure_curve(folder: Path, args: argparse.Namespace, dataset=None) -> dict:

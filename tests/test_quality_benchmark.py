@@ -75,9 +75,10 @@ def test_cpu_study_scales_eqgan_sa_to_the_generator():
     assert {"name": "eqgan_sa", "encoder_hidden": 2, "encoder_channels": 4, "sel_hidden": 8} in stacked
 
 
-def test_cpu_study_curves_grids_and_table(tmp_path, capsys):
+def test_cpu_study_curves_grids_and_table(tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
     quality = load_benchmark("quality")
+    monkeypatch.chdir(tmp_path)  # the study runs from the repository's root; its configs name the teacher from there
     data = write_fake_fmnist(tmp_path / "fmnist", train=96, test=10)
     out = tmp_path / "out"
     args = ["--study", "fmnist-cpu", "--width", "4", "--kimg", "0.256", "--checkpoint-every", "2", "--curve-n", "40",
@@ -89,6 +90,7 @@ def test_cpu_study_curves_grids_and_table(tmp_path, capsys):
     student = json.loads((cells / "dgl-1-2-seed0" / "config.json").read_text())
     dgl = [p for p in student["plugins"] if p["name"] == "dgl"][0]
     assert (dgl["teacher_from_step"], dgl["reset_optimizers"]) == (2, "both")  # the student alone for half the run
+    assert dgl["teacher"] == "out/cells/teacher"  # committed with the results: no machine's folders in it
     assert student["backbone"]["width"] == 4 and student["backbone"]["channel_multiplier"] == 0.5
     assert [p["name"] for p in json.loads((cells / "ada-topk-seed0" / "config.json").read_text())["plugins"]] == [
         "augment", "topk"]
