@@ -132,7 +132,8 @@ def _base_config(args: argparse.Namespace) -> dict:
         raw["train"].update({"g_lr": CPU_PRESET["lr"], "d_lr": CPU_PRESET["lr"], "tensorboard": False})
     elif args.study == "fmnist":
         raw["backbone"].update({"channel_base": args.channel_base, "channel_max": args.channel_max})
-    raw = apply_overrides(raw, args.set)  # before the budget: train.batch sets the steps per kimg
+    # Before the budget (train.batch sets the steps per kimg); plugins.* keys wait for the cell's plugins.
+    raw = apply_overrides(raw, [item for item in args.set if not _is_plugin_override(item)])
     if args.study == "mog":
         raw["plugins"] = []
         raw["train"].update({"steps": args.steps})
@@ -171,7 +172,14 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
         if args.study == "fmnist-cpu":  # configs/fmnist-dcgan-dgl-half.toml: the student alone for half the run
             dgl.update({"teacher_from_step": raw["train"]["steps"] // 2, "reset_optimizers": "both"})
         raw["plugins"].append(dgl)
-    return raw
+    from gancore.config import apply_overrides
+
+    return apply_overrides(raw, [item for item in args.set if _is_plugin_override(item)])
+
+
+def _is_plugin_override(item: str) -> bool:
+    """Whether a ``--set`` item addresses a plugin (``plugins.<name>.<field>=value``)."""
+    return item.strip().startswith("plugins.")
 
 
 def _portable(path: Path) -> str:
@@ -241,18 +249,23 @@ def _kept_without_weights(folder: Path) -> bool:
     return (folder / "eval.json").is_file() and not (folder / "checkpoints").is_dir()
 
 
-def _finished_cells(out: Path) -> dict[str, list[Path]]:
-    """Evaluated cell folders by variant slug, in the order of their names."""
-    cells: dict[str, list[Path]] = {}
+def _finished_cells(out: Path, study: str) -> dict[str, list[Path]]:
+    """Evaluated cell folders by variant name, in the study's order (variants it does not know, by slug, last)."""
+    names = list(_variants(study))
+    if study == "fmnist-cpu":  # the augmentations stacked with each possible --best
+        names += [name for best in METHODS for name in _variants(study, best) if name not in names]
+    by_slug = {_slug(name): name for name in names}
+    found: dict[str, list[Path]] = {}
     for result_path in sorted(out.glob("cells/*/eval.json")):
-        cells.setdefault(result_path.parent.name.rsplit("-seed", 1)[0], []).append(result_path.parent)
-    return cells
+        found.setdefault(result_path.parent.name.rsplit("-seed", 1)[0], []).append(result_path.parent)
+    order = list(by_slug) + sorted(set(found) - set(by_slug))
+    return {by_slug.get(slug, slug): found[slug] for slug in order if slug in found}
 
 
 def merge(out: Path, study: str, docs: Path | None = None) -> str:
     """The markdown table of every evaluated cell under ``out``; with ``docs``, the FID curves and
     sample grids (studies that keep curves) as PNGs."""
-    cells = _finished_cells(out)
+    cells = _finished_cells(out, study)
     if not cells:
         return "no finished cells yet"
     rows = {variant: [json.loads((f / "eval.json").read_text()) for f in folders] for variant, folders in cells.items()}
@@ -277,7 +290,7 @@ def merge(out: Path, study: str, docs: Path | None = None) -> str:
             for variant, folders in with_curves.items():
                 with_weights = [f for f in folders if (f / "checkpoints").is_dir()]
                 if with_weights:  # results kept without checkpoints: the grid made with them stays
-                    save_grid(with_weights[0], docs / f"grid-{variant}.png")
+                    save_grid(with_weights[0], docs / f"grid-{_slug(variant)}.png")
     return table
 
 
@@ -381,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=None,
                         help=f"steps between checkpoints (fmnist-cpu: the curve's points, {CPU_PRESET['checkpoint_every']})")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides for every cell and the teacher, e.g. train.batch=32 train.g_lr=0.001")
+                        help="config overrides for every cell and the teacher, e.g. train.batch=32 train.g_lr=0.001; "
+                        "plugins.<name>.<field>=value applies to the selected cells, each of which must use that plugin")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--speed", type=int, default=0, metavar="STEPS",

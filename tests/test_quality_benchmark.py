@@ -2,10 +2,12 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from benchmark_scripts import load_benchmark
 
+from gancore.config import ConfigError
 from gancore.testing import write_fake_fmnist
 
 
@@ -19,7 +21,7 @@ def test_mog_cells_train_resume_and_merge(tmp_path, capsys):
     result = json.loads((tmp_path / "cells" / "dgl-1-2-seed0" / "eval.json").read_text())
     assert result["step"] == 20 and "Metrics/modes_covered" in result["metrics"]
     table = (tmp_path / "table.md").read_text()
-    assert "| baseline | 2 |" in table and "| dgl-1-2 | 2 |" in table
+    assert "| baseline | 2 |" in table and "| dgl-1/2 | 2 |" in table
     # A second call finds everything done: nothing is trained or measured again.
     stamp = (tmp_path / "cells" / "baseline-seed0" / "eval.json").stat().st_mtime_ns
     capsys.readouterr()
@@ -71,8 +73,16 @@ def test_cpu_study_scales_eqgan_sa_to_the_generator():
     assert raw["train"]["g_lr"] == raw["train"]["d_lr"] == quality.CPU_PRESET["lr"]
     alone = raw["plugins"]
     assert alone == [{"name": "eqgan_sa", "encoder_hidden": 4, "encoder_channels": 8, "sel_hidden": 16}]
-    stacked = quality._cell_config(args, variants["all four (dgl-1/2)"], 0, None)["plugins"]
+    stacked = quality._cell_config(args, variants["all four (dgl-1/2)"], 0, Path("teacher"))["plugins"]
     assert {"name": "eqgan_sa", "encoder_hidden": 2, "encoder_channels": 4, "sel_hidden": 8} in stacked
+    # plugins.* overrides reach the cell's own plugins (the DGL term added last too); a cell without the plugin
+    # is a named error.
+    args.set = ["train.batch=32", "plugins.dgl.weight=1.0", "plugins.eqgan_sa.sel_hidden=4"]
+    stacked = quality._cell_config(args, variants["all four (dgl-1/2)"], 0, Path("teacher"))["plugins"]
+    assert {"name": "dgl", "weight": 1.0} == {k: v for k, v in stacked[-1].items() if k in ("name", "weight")}
+    assert {"name": "eqgan_sa", "encoder_hidden": 2, "encoder_channels": 4, "sel_hidden": 4} in stacked
+    with pytest.raises(ConfigError, match="plugin 'dgl' is not in the run's plugins list"):
+        quality._cell_config(args, variants["baseline"], 0, None)
 
 
 def test_cpu_study_curves_grids_and_table(tmp_path, capsys, monkeypatch):
@@ -106,6 +116,8 @@ def test_cpu_study_curves_grids_and_table(tmp_path, capsys, monkeypatch):
     assert quality.main(["--study", "fmnist-cpu", "--merge", "--out", str(out), "--docs", str(tmp_path / "docs")]) == 0
     table = capsys.readouterr().out
     assert f"| baseline | 1 | {baseline['params_G']:,} | {baseline['params_D']:,} | 1.00 |" in table
+    # Rows in the study's order, by variant name.
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| baseline", "| dgl-1/2", "| ada+topk"]
     assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
         "fid-curves.png", "grid-ada-topk.png", "grid-baseline.png", "grid-dgl-1-2.png"]
 
