@@ -397,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="config overrides for every cell and the teacher, e.g. train.batch=32 train.g_lr=0.001; "
                         "plugins.<name>.<field>=value applies to the selected cells, each of which must use that plugin")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="DGL's teacher: a finished run folder to use instead of training one under --out "
+                        "(e.g. another study's cells/teacher, for probes)")
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--speed", type=int, default=0, metavar="STEPS",
                         help="only time each selected variant (windows of at least STEPS steps, whole R1/path-length "
@@ -423,9 +426,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed:
         print(measure_speed(args, variants, args.speed, len(seeds)))
         return 0
-    teacher = out / "cells" / "teacher"
+    from gancore.checkpoint import latest_checkpoint
+
+    teacher = args.teacher or out / "cells" / "teacher"
+    if args.teacher is not None and latest_checkpoint(args.teacher) is None:
+        parser.error(f"--teacher {args.teacher}: no checkpoint in that folder (a finished run of the study's baseline)")
     folders = {(name, seed): out / "cells" / f"{_slug(name)}-seed{seed}" for name in variants for seed in seeds}
-    if any(variants[name]["dgl"] and not _kept_without_weights(folder) for (name, _), folder in folders.items()):
+    if args.teacher is None and any(
+            variants[name]["dgl"] and not _kept_without_weights(folder) for (name, _), folder in folders.items()):
         raw = _base_config(args)
         raw["train"]["steps"] *= 2  # the teacher: the baseline trained twice as long
         print("teacher", flush=True)

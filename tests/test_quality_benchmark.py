@@ -120,6 +120,16 @@ def test_cpu_study_curves_grids_and_table(tmp_path, capsys, monkeypatch):
     assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| baseline", "| dgl-1/2", "| ada+topk"]
     assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
         "fid-curves.png", "grid-ada-topk.png", "grid-baseline.png", "grid-dgl-1-2.png"]
+    # A probe reuses the study's teacher and changes one constant of its cells' plugin.
+    probe = ["--out", "probe", "--teacher", "out/cells/teacher", "--cells", "^dgl-1/2$", "--set", "plugins.dgl.weight=1.0"]
+    assert quality.main([*args[:-2], *probe]) == 0
+    assert sorted(p.name for p in (tmp_path / "probe" / "cells").iterdir()) == ["dgl-1-2-seed0"]
+    dgl = [p for p in json.loads((tmp_path / "probe" / "cells" / "dgl-1-2-seed0" / "config.json").read_text())["plugins"]
+           if p["name"] == "dgl"][0]
+    assert (dgl["teacher"], dgl["weight"]) == ("out/cells/teacher", 1.0)
+    with pytest.raises(SystemExit):
+        quality.main([*args[:-2], "--out", "probe", "--teacher", "probe", "--cells", "^dgl-1/2$"])
+    assert "--teacher probe: no checkpoint" in capsys.readouterr().err
 
 
 def test_speed_times_each_variant_and_estimates_the_study(tmp_path, capsys):
