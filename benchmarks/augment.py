@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from cells import fid_curve, mean_std, plot_band, save_grid, train_cell, write_json  # noqa: E402
+from cells import fid_curve, kept_without_weights, mean_std, plot_band, save_variant_grid, train_cell, write_json  # noqa: E402
 
 if TYPE_CHECKING:
     from gancore.data.base import DatasetView
@@ -249,16 +248,7 @@ def _plot(cells: dict[tuple[int, str], list[Path]], path: Path) -> None:
 def _grids(cells: dict[tuple[int, str], list[Path]], docs: Path) -> None:
     """An 8x8 grid of G_ema per size and variant: the cell of the lowest seed, the same latents for all."""
     for (size, variant), folders in cells.items():
-        grid = docs / f"grid-{size}-{variant}.png"
-        with_weights = [f for f in folders if (f / "checkpoints").is_dir()]
-        if with_weights:
-            save_grid(with_weights[0], grid)
-        elif not grid.is_file():  # no weights kept and no grid made from them: the trainer's own last grid
-            final = sorted((folders[0] / "samples").glob("step-*.png"))
-            if final:
-                shutil.copyfile(final[-1], grid)
-                print(f"{grid}: no checkpoints in {folders[0]}; copied its trainer's grid {final[-1].name} "
-                      "(the run's own latents, not the shared ones)")
+        save_variant_grid(folders, docs / f"grid-{size}-{variant}.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant in variants:
                 folder = args.out / "cells" / _cell_name(size, variant, seed)
                 print(f"{size} images, {variant}, seed {seed}", flush=True)
-                if (folder / "eval.json").is_file() and not (folder / "checkpoints").is_dir():
+                if kept_without_weights(folder):
                     print("  done (its results are kept without its checkpoints)", flush=True)
                     continue
                 train_cell(folder, _cell_config(args, size, variant, seed))

@@ -83,3 +83,25 @@ def save_grid(folder: Path, path: Path, seed: int = 2024, count: int = 64) -> No
 
     run = load_run(folder, components=("G_ema",))
     save_samples(path, run.sample(count, seed=seed))
+
+
+def kept_without_weights(folder: Path) -> bool:
+    """Whether a cell is finished and measured but its checkpoints are gone (results are committed,
+    checkpoints are not): it counts as done, since training it again would only repeat it."""
+    return (folder / "eval.json").is_file() and not (folder / "checkpoints").is_dir()
+
+
+def save_variant_grid(folders: list[Path], path: Path) -> None:
+    """The grid of a variant's cells: from the first one with checkpoints (the shared latents); where none
+    kept them and no grid was made before, a copy of the first cell's last trainer grid (its own latents)."""
+    import shutil
+
+    with_weights = [f for f in folders if (f / "checkpoints").is_dir()]
+    if with_weights:
+        save_grid(with_weights[0], path)
+    elif not path.is_file():
+        final = sorted((folders[0] / "samples").glob("step-*.png"))
+        if final:
+            shutil.copyfile(final[-1], path)
+            print(f"{path}: no checkpoints in {folders[0]}; copied its trainer's grid {final[-1].name} "
+                  "(the run's own latents, not the shared ones)")

@@ -41,7 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from cells import fid_curve, mean_std, median_step_time, plot_band, save_grid, train_cell, write_json  # noqa: E402
+from cells import (fid_curve, kept_without_weights, mean_std, median_step_time, plot_band, save_variant_grid,  # noqa: E402
+                   train_cell, write_json)  # noqa: E402
 
 METHODS = {
     "topk": ["topk"],
@@ -243,12 +244,6 @@ def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
     return result
 
 
-def _kept_without_weights(folder: Path) -> bool:
-    """Whether a cell is finished and measured but its checkpoints are gone (results are committed,
-    checkpoints are not): it counts as done, since training it again would only repeat it."""
-    return (folder / "eval.json").is_file() and not (folder / "checkpoints").is_dir()
-
-
 def _finished_cells(out: Path, study: str) -> dict[str, list[Path]]:
     """Evaluated cell folders by variant name, in the study's order (variants it does not know, by slug, last)."""
     names = list(_variants(study))
@@ -288,9 +283,7 @@ def merge(out: Path, study: str, docs: Path | None = None) -> str:
             docs.mkdir(parents=True, exist_ok=True)
             _plot_curves(with_curves, docs / "fid-curves.png", out / "cells" / "teacher" / "curve.json")
             for variant, folders in with_curves.items():
-                with_weights = [f for f in folders if (f / "checkpoints").is_dir()]
-                if with_weights:  # results kept without checkpoints: the grid made with them stays
-                    save_grid(with_weights[0], docs / f"grid-{_slug(variant)}.png")
+                save_variant_grid(folders, docs / f"grid-{_slug(variant)}.png")
     return table
 
 
@@ -433,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--teacher {args.teacher}: no checkpoint in that folder (a finished run of the study's baseline)")
     folders = {(name, seed): out / "cells" / f"{_slug(name)}-seed{seed}" for name in variants for seed in seeds}
     if args.teacher is None and any(
-            variants[name]["dgl"] and not _kept_without_weights(folder) for (name, _), folder in folders.items()):
+            variants[name]["dgl"] and not kept_without_weights(folder) for (name, _), folder in folders.items()):
         raw = _base_config(args)
         raw["train"]["steps"] *= 2  # the teacher: the baseline trained twice as long
         print("teacher", flush=True)
@@ -444,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             folder = folders[name, seed]
             print(f"{name}, seed {seed}", flush=True)
-            if _kept_without_weights(folder):
+            if kept_without_weights(folder):
                 print("  done (its results are kept without its checkpoints)", flush=True)
                 continue
             train_cell(folder, _cell_config(args, variant, seed, teacher))
