@@ -68,12 +68,14 @@ def median_step_time(folder: Path) -> float:
     return statistics.median(times) if times else math.nan
 
 
-def plot_band(axis, x: list[float], values: list[list[float]], label: str) -> None:
-    """A curve of the mean over seeds, with a shaded ± one standard deviation."""
+def plot_band(axis, x: list[float], values: list[list[float]], label: str, colour=None) -> None:
+    """A curve of the mean over seeds, with a shaded ± one standard deviation (``colour``: matplotlib's
+    next one unless given)."""
     mean = [statistics.fmean(v) for v in values]
     std = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-    axis.plot(x, mean, label=label)
-    axis.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+    (line,) = axis.plot(x, mean, label=label, color=colour)
+    axis.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2,
+                      color=line.get_color())
 
 
 def save_grid(folder: Path, path: Path, seed: int = 2024, count: int = 64) -> None:

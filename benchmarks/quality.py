@@ -289,25 +289,32 @@ def merge(out: Path, study: str, docs: Path | None = None) -> str:
 
 def _plot_curves(cells: dict[str, list[Path]], path: Path, teacher_curve: Path | None = None) -> None:
     """FID against kimg, one curve per variant (mean ± std over the seeds' common points), and the
-    teacher's (the baseline at twice the budget, dashed) where ``teacher_curve`` exists."""
+    teacher's (the baseline at twice the budget, dashed) where ``teacher_curve`` exists. Variants with
+    an augmentation get a panel of their own, beside the baseline again (the same colour in both)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 5.5))
-    if teacher_curve is not None and teacher_curve.is_file():
-        points = sorted((p["kimg"], p["fid"]) for p in json.loads(teacher_curve.read_text()).values())
-        axis.plot(*zip(*points), "k--", linewidth=1, label="baseline, twice the budget (DGL's teacher)")
-    for variant, folders in cells.items():
-        curves = [{round(p["kimg"], 3): p["fid"] for p in json.loads((f / "curve.json").read_text()).values()}
-                  for f in folders]
-        kimg = sorted(set.intersection(*(set(c) for c in curves)))
-        plot_band(axis, kimg, [[c[k] for c in curves] for k in kimg], variant)
-    axis.set_xlabel("kimg")
-    axis.set_ylabel("FID (fmnist features, 2k samples per point)")
-    axis.set_yscale("log")
-    axis.legend(fontsize="small")
+    augmented = [v for v in cells if v.split("+")[0] in AUGMENTS]
+    panels = [[v for v in cells if v not in augmented]]
+    if augmented:
+        panels.append([v for v in cells if v == "baseline"] + augmented)
+    palette = plt.get_cmap("tab10").colors
+    figure, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 5.5), sharey=True, squeeze=False)
+    for axis, variants in zip(axes[0], panels):
+        if teacher_curve is not None and teacher_curve.is_file() and axis is axes[0][0]:
+            points = sorted((p["kimg"], p["fid"]) for p in json.loads(teacher_curve.read_text()).values())
+            axis.plot(*zip(*points), "k--", linewidth=1, label="baseline, twice the budget (DGL's teacher)")
+        for index, variant in enumerate(variants):
+            curves = [{round(p["kimg"], 3): p["fid"] for p in json.loads((f / "curve.json").read_text()).values()}
+                      for f in cells[variant]]
+            kimg = sorted(set.intersection(*(set(c) for c in curves)))
+            plot_band(axis, kimg, [[c[k] for c in curves] for k in kimg], variant, colour=palette[index % 10])
+        axis.set_xlabel("kimg")
+        axis.set_yscale("log")
+        axis.legend(fontsize="small")
+    axes[0][0].set_ylabel("FID (fmnist features, 2k samples per point)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
