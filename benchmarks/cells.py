@@ -68,7 +68,8 @@ def median_step_time(folder: Path) -> float:
     return statistics.median(times) if times else math.nan
 
 
-def plot_band(axis, x: list[float], values: list[list[float]], label: str, colour=None) -> None:
+def plot_band(axis, x: list[float], values: list[list[float]], label: str,
+              colour: str | tuple[float, ...] | None = None) -> None:
     """A curve of the mean over seeds, with a shaded ± one standard deviation (``colour``: matplotlib's
     next one unless given)."""
     mean = [statistics.fmean(v) for v in values]

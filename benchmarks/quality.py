@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from cells import (fid_curve, kept_without_weights, mean_std, median_step_time, plot_band, save_variant_grid,  # noqa: E402
-                   train_cell, write_json)  # noqa: E402
+                   train_cell, write_json)
 
 METHODS = {
     "topk": ["topk"],
