@@ -64,12 +64,18 @@ class StyleGAN2Config:
     fused_modconv: bool | None = None
     #: Clamp conv outputs to ±conv_clamp (the official code uses 256 with float16); None: off.
     conv_clamp: float | None = attrs.field(default=None, validator=gt(0.0))
-    #: Group size of D's minibatch standard deviation layer (capped at the batch size).
-    mbstd_group_size: int = attrs.field(default=4, validator=ge(1))
+    #: Group size of D's minibatch standard deviation layer (capped at the batch size; "none":
+    #: the whole batch, as NVIDIA's code allows).
+    mbstd_group_size: int | None = attrs.field(default=4, validator=ge(1))
     #: Channels the minibatch standard deviation layer appends (0: no such layer).
     mbstd_num_channels: int = attrs.field(default=1, validator=ge(0))
-    #: Fully connected layers of D's label mapping network (conditional D only).
-    d_mapping_layers: int = attrs.field(default=8, validator=ge(1))
+    #: Fully connected layers of D's label mapping network (conditional D only; 0: the
+    #: normalized label embedding itself).
+    d_mapping_layers: int = attrs.field(default=8, validator=ge(0))
+    #: Learning-rate multiplier of D's label mapping layers (None: ``mapping_lr_multiplier``).
+    d_mapping_lr_multiplier: float | None = attrs.field(default=None, validator=gt(0.0))
+    #: D's block architecture: ``"resnet"`` (StyleGAN2), ``"skip"`` or ``"orig"`` (NVIDIA's names).
+    d_architecture: str = attrs.field(default="resnet", validator=one_of("resnet", "skip", "orig"))
     #: Width of D's mapped label (projection conditioning); None: D's width at 4x4.
     cmap_dim: int | None = attrs.field(default=None, validator=gt(0))
 

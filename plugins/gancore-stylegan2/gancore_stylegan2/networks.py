@@ -195,7 +195,8 @@ class StyleGAN2Generator(Generator, coders=hub_coders(StyleGAN2Config)):
 
 
 class StyleGAN2Discriminator(Discriminator, coders=hub_coders(StyleGAN2Config)):
-    """D of the ``stylegan2`` backbone: the residual discriminator of StyleGAN2.
+    """D of the ``stylegan2`` backbone: the residual discriminator of StyleGAN2 (or, with
+    ``d_architecture``, NVIDIA's ``skip`` and ``orig`` variants).
 
     ``img -> b{R}`` (fromRGB + residual block) ``-> ... -> b8 -> epilogue`` (minibatch stddev,
     conv, fc, out). Block ``b{r}`` halves the size, so ``features[r]`` is the output of
@@ -214,18 +215,21 @@ class StyleGAN2Discriminator(Discriminator, coders=hub_coders(StyleGAN2Config)):
         for res in reversed(config.block_resolutions[1:]):
             blocks[f"b{res}"] = DiscriminatorBlock(
                 config.width_at(res, "D") if res < R else 0, config.width_at(res, "D"), config.width_at(res // 2, "D"),
-                res, config.channels, config.conv_clamp,
+                res, config.channels, config.conv_clamp, config.d_architecture,
             )
         self.blocks = nn.ModuleDict(blocks)
         cmap_dim = 0
         self.label_mapping = None
         if config.c_dim > 0:
             cmap_dim = config.cmap_dim if config.cmap_dim is not None else config.width_at(4, "D")
+            lr_multiplier = config.d_mapping_lr_multiplier
             self.label_mapping = MappingNetwork(
-                0, config.c_dim, cmap_dim, None, config.d_mapping_layers, config.mapping_lr_multiplier, None
+                0, config.c_dim, cmap_dim, None, config.d_mapping_layers,
+                config.mapping_lr_multiplier if lr_multiplier is None else lr_multiplier, None,
             )
         self.epilogue = DiscriminatorEpilogue(
-            config.width_at(4, "D"), cmap_dim, 4, config.mbstd_group_size, config.mbstd_num_channels, config.conv_clamp
+            config.width_at(4, "D"), cmap_dim, 4, config.mbstd_group_size, config.mbstd_num_channels,
+            config.conv_clamp, config.d_architecture, config.channels,
         )
 
     def forward(
@@ -235,13 +239,13 @@ class StyleGAN2Discriminator(Discriminator, coders=hub_coders(StyleGAN2Config)):
         assert_shape(x, [None, *self.img_shape], "StyleGAN2Discriminator input")
         one_hot_check(c, x.shape[0], self.c_dim, "StyleGAN2Discriminator")
         feats: Features = {}
-        h = None
+        h, img = None, x
         for block in self.blocks.values():
-            h = block(h, x)
+            h, img = block(h, img)
             feats[block.resolution // 2] = h
         assert h is not None
         cmap = self.label_mapping(None, c) if self.label_mapping is not None else None
-        logits = self.epilogue(h, cmap)
+        logits = self.epilogue(h, cmap, img)
         return (logits, feats) if features else logits
 
     def feature_channels(self) -> dict[int, int]:
