@@ -1,4 +1,4 @@
-"""The ``gancore`` command line: train, resume, sample, info, plugins, hooks."""
+"""The ``gancore`` command line: train, resume, sample, eval, export, push, import, info, plugins, hooks."""
 
 import argparse
 import json
@@ -213,6 +213,15 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a published checkpoint (file or URL) into a model folder."""
+    from gancore.importing import import_checkpoint
+
+    out = import_checkpoint(args.source, args.out_dir)
+    print(f"imported {args.source} into {out}/ (use: gancore sample {out}, gancore.from_pretrained({str(out)!r}))")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Build a run without training and describe it."""
     from gancore.api import load_config
@@ -372,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="a checkpoint of the run, e.g. step-005000 (default: the newest)")
     p.set_defaults(func=cmd_push)
 
+    p = sub.add_parser("import", help="import a published checkpoint (NVIDIA's StyleGAN2 pickles, ...) as a model folder")
+    p.add_argument("source", help="the checkpoint: a local file or an http(s) URL (downloaded once into the cache)")
+    p.add_argument("out_dir", help="model folder to write (must not exist or be empty)")
+    p.set_defaults(func=cmd_import)
+
     p = sub.add_parser("info", help="build a run without training; print config, plugins, parameter counts")
     p.add_argument("config", help="run file (TOML) or a run's config.json")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
@@ -396,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gancore.signals import TrainingInterrupted
     from gancore.metrics.extractors import ExtractorUnavailableError
     from gancore.plugins import HookError, PluginError
+    from gancore.pickle_reader import PickleReadError
 
     args = build_parser().parse_args(argv)
     try:
@@ -403,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(exc.render(), EXIT_USAGE)
     except (DataError, CheckpointError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except PickleReadError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except ExtractorUnavailableError as exc:
         return _fail(str(exc), EXIT_USAGE)

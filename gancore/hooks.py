@@ -99,6 +99,28 @@ class Hooks:
             register=_PerPlugin(lambda plugin: lambda extractor: add(extractor, owner=plugin)),
         )
 
+    def import_networks(self, checkpoint: Any) -> "tuple[str, Any] | None":
+        """``gancore_import_networks``: the first ``(plugin, ImportedModel)`` returned, or None."""
+        from gancore.importing import CheckpointImportError, ImportedModel
+
+        for plugin, impl in self._manager.iter_impls("gancore_import_networks"):
+            try:
+                result = self._invoke(plugin, impl, "gancore_import_networks", {"checkpoint": checkpoint})
+            except Exception as exc:  # the plugin's own, named refusal passes as it is
+                if isinstance(exc.__cause__, CheckpointImportError):
+                    raise exc.__cause__ from None
+                raise
+            if result is None:
+                continue
+            if not isinstance(result, ImportedModel):
+                _bad_result(plugin, "gancore_import_networks", f"expected an ImportedModel, got {type(result).__name__}")
+            return plugin, result
+        return None
+
+    def plugins_implementing(self, hook: str) -> list[str]:
+        """The plugins that implement ``hook``, in call order."""
+        return [plugin for plugin, _ in self._manager.iter_impls(hook)]
+
     # -- the run ----------------------------------------------------------------------------------
 
     def setup(self, run: Any) -> None:

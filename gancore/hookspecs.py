@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from gancore.backbone import BackboneSpec
+    from gancore.importing import ImportedModel, PublishedCheckpoint
     from gancore.losses import LossTerm
     from gancore.metrics.extractors import FeatureExtractor
     from gancore.run import Run
@@ -70,6 +71,30 @@ def gancore_register_feature_extractors(register: "Callable[[FeatureExtractor], 
     Combine rule: callback; a name registered twice is an error naming both plugins.
 
     Used by: plugins that bring a domain-specific feature network.
+    """
+
+
+@hookspec
+def gancore_import_networks(checkpoint: "PublishedCheckpoint") -> "ImportedModel | None":
+    """Map a published checkpoint's networks (NVIDIA's StyleGAN2 pickles, ...) onto a backbone.
+
+    Called by ``gancore import`` (:func:`gancore.importing.import_checkpoint`) on every
+    backbone plugin, in registration order, until one returns a result. The networks come as
+    inert records (:class:`~gancore.pickle_reader.PickledModule`: class name, attributes,
+    tensors; :class:`~gancore.pickle_reader.PickledTFNetwork` for TF-era files): read the
+    settings from each module's own attributes and tensor shapes, never from defaults.
+
+    :param checkpoint: the file as read (``networks``, ``extras``, ``source``, ``sha256``).
+    :returns: an :class:`~gancore.importing.ImportedModel` (the ``[backbone]`` table, the data
+        shape, ``G``/``D``/``G_ema`` state dicts in gancore's names and the checkpoint tensors
+        used), or None when the networks are not this plugin's. Raise
+        :class:`~gancore.importing.CheckpointImportError` naming the setting for networks that
+        are yours but use something the backbone cannot reproduce.
+
+    Combine rule: first result wins. Every tensor of the file must be claimed by the result,
+    else the import fails naming the unclaimed tensors; nothing is written.
+
+    Used by: gancore-stylegan2.
     """
 
 

@@ -96,3 +96,37 @@ def _protocol_text(run: "Run", protocol: dict[str, Any] | None) -> str:
         f"features of the `{protocol['extractor']}` extractor ({protocol['feature_dim']} dimensions); "
         f"KID: {protocol['kid']}; precision/recall: {protocol['pr']}."
     )
+
+
+def render_import_card(run: "Run", provenance: dict[str, Any], notes: tuple[str, ...] = ()) -> str:
+    """The model card of a folder made by ``gancore import``: where the weights come from
+    (file, sha256, URL), that they keep their source's licence, and what differs on purpose."""
+    config = run.config
+    counts = run.parameter_counts()
+    shape = "x".join(str(s) for s in run.data_info.shape)
+    classes = f", {run.data_info.c_dim} classes" if run.data_info.c_dim else ""
+    url = f" from <{provenance['url']}>" if provenance.get("url") else ""
+    parts = [
+        _front_matter(run, {}),
+        f"# {provenance['file']} (imported)",
+        (
+            f"A published checkpoint, `{provenance['file']}`{url} (sha256 `{provenance['sha256']}`), imported "
+            f"into [gancore](https://pypi.org/project/gancore/) with `gancore import`: backbone "
+            f"`{config.backbone.name}` ({counts['G']:,} parameters in G, {counts['D']:,} in D), images of "
+            f"shape {shape}{classes}. The file's code was not run: its tensors and settings were read and "
+            "mapped onto gancore's own networks."
+        ),
+        "## Licence",
+        "The weights keep the licence of their source: read it where the file was published before "
+        "using or redistributing them. gancore's licence does not cover them.",
+        "## Use",
+        "```python\nimport gancore\n\nG = gancore.from_pretrained(\"path/to/this/folder\")   # G_ema, noise mode const\n"
+        "samples = G.sample(16, seed=0)\n```",
+    ]
+    if notes:
+        parts += ["## Differences from the source", "\n".join(f"- {note}" for note in notes)]
+    parts += [
+        "## Parameters",
+        "| network | parameters |\n|---|---|\n" + "\n".join(f"| {k} | {v:,} |" for k, v in counts.items()),
+    ]
+    return "\n\n".join(parts) + "\n"

@@ -5,7 +5,10 @@ from typing import Callable
 from gancore import hookimpl
 from gancore.backbone import BackboneSpec
 
+from gancore.importing import ImportedModel, PublishedCheckpoint
+
 from gancore_stylegan2.config import StyleGAN2Config
+from gancore_stylegan2.nvidia_import import import_nvidia_stylegan2
 from gancore_stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator
 
 __all__ = ["CAPABILITIES", "StyleGAN2Backbone"]
@@ -36,3 +39,8 @@ class StyleGAN2Backbone:
                 description="StyleGAN2 (Karras et al. 2020): mapping + modulated-conv skip G, residual D; 8-1024 px",
             )
         )
+
+    @hookimpl
+    def gancore_import_networks(self, checkpoint: PublishedCheckpoint) -> ImportedModel | None:
+        """Map NVIDIA's StyleGAN2 networks (stylegan2-ada-pytorch, StyleGAN3 repo) onto ``stylegan2``."""
+        return import_nvidia_stylegan2(checkpoint)

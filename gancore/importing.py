@@ -1,0 +1,258 @@
+"""`gancore import`: a published checkpoint (an NVIDIA-format pickle) into an ordinary gancore model folder.
+
+The core reads the file safely (:mod:`gancore.pickle_reader`) and asks the installed plugins,
+through ``gancore_import_networks``, which backbone the networks are and what their tensors are
+called in gancore; it names no model itself. Every tensor of the file must be claimed: one that
+no installed plugin maps is an error naming it, never silently dropped.
+"""
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import attrs
+import torch
+
+from gancore.backbone import DataInfo
+from gancore.checkpoint import CheckpointError, save_module
+from gancore.config import META_KEY
+from gancore.pickle_reader import PickledModule, PickledTFNetwork, read_network_pickle
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gancore.plugins import PluginManager
+    from gancore.run import Run
+
+__all__ = ["CheckpointImportError", "ImportedModel", "PublishedCheckpoint", "import_checkpoint", "read_checkpoint"]
+
+#: The networks a model folder holds.
+NETWORKS: tuple[str, ...] = ("G", "D", "G_ema")
+
+
+class CheckpointImportError(CheckpointError):
+    """A checkpoint that cannot be imported (unknown networks, unmapped tensors, unsupported settings)."""
+
+
+@attrs.frozen(kw_only=True)
+class PublishedCheckpoint:
+    """A published checkpoint as read, before any plugin maps it.
+
+    ``networks`` holds the pickled networks by their name in the file (``"G"``, ``"D"``,
+    ``"G_ema"`` for NVIDIA's PyTorch pickles; ``"G"``, ``"D"``, ``"Gs"`` for TF-era ones) as
+    :class:`~gancore.pickle_reader.PickledModule` or
+    :class:`~gancore.pickle_reader.PickledTFNetwork` records; ``extras`` the file's other
+    entries (e.g. ``training_set_kwargs``).
+    """
+
+    source: str
+    sha256: str
+    networks: Mapping[str, PickledModule | PickledTFNetwork]
+    extras: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def tensor_names(self) -> set[str]:
+        """Every tensor of every network, as ``"<network>.<dotted name>"``."""
+        names: set[str] = set()
+        for net_name, net in self.networks.items():
+            if isinstance(net, PickledModule):
+                names.update(f"{net_name}.{key}" for key in net.tensors())
+            else:
+                names.update(f"{net_name}.{key}" for key in net.all_variables())
+        return names
+
+
+@attrs.frozen(kw_only=True)
+class ImportedModel:
+    """What a backbone plugin makes of a :class:`PublishedCheckpoint`.
+
+    :param backbone: the run file's ``[backbone]`` table: ``{"name": ..., **settings}``.
+    :param data_info: the shape and class count of the data the networks were trained on.
+    :param tensors: ``{"G": state dict, "D": ..., "G_ema": ...}`` in gancore's names, loaded strictly.
+    :param claimed: the checkpoint tensors this mapping used, as ``"<network>.<dotted name>"``.
+    :param notes: where the imported model differs on purpose (one line each, for the model card).
+    """
+
+    backbone: Mapping[str, Any]
+    data_info: DataInfo
+    tensors: Mapping[str, Mapping[str, torch.Tensor]]
+    claimed: frozenset[str]
+    notes: tuple[str, ...] = ()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | Path) -> PublishedCheckpoint:
+    """Read a published checkpoint file safely into a :class:`PublishedCheckpoint`."""
+    path = Path(path)
+    value = read_network_pickle(path)
+    if isinstance(value, tuple) and len(value) == 3 and all(isinstance(v, PickledTFNetwork) for v in value):
+        networks: dict[str, Any] = dict(zip(("G", "D", "Gs"), value))
+        extras: dict[str, Any] = {}
+    elif isinstance(value, dict):
+        networks = {k: v for k, v in value.items() if isinstance(v, (PickledModule, PickledTFNetwork))}
+        extras = {k: v for k, v in value.items() if k not in networks}
+    else:
+        raise CheckpointImportError(
+            f"{path}: holds a {type(value).__name__}, not a network pickle (a dict of networks, or a TF-era (G, D, Gs) tuple)"
+        )
+    if not networks:
+        raise CheckpointImportError(f"{path}: holds no networks (keys: {sorted(value) if isinstance(value, dict) else '-'})")
+    return PublishedCheckpoint(source=str(path), sha256=_sha256(path), networks=networks, extras=extras)
+
+
+def _map(checkpoint: PublishedCheckpoint, manager: "PluginManager") -> ImportedModel:
+    """Ask the plugins for a mapping and check that it claims every tensor."""
+    found = manager.hooks.import_networks(checkpoint)
+    if found is None:
+        kinds = ", ".join(
+            f"{name}: {net.class_name if isinstance(net, PickledModule) else 'TF ' + net.name}"
+            for name, net in checkpoint.networks.items()
+        )
+        importers = ", ".join(manager.hooks.plugins_implementing("gancore_import_networks")) or "none"
+        raise CheckpointImportError(
+            f"{checkpoint.source}: no installed plugin imports these networks ({kinds}); plugins that import: "
+            f"{importers}. StyleGAN2-family networks need gancore-stylegan2 (pip install gancore-stylegan2)"
+        )
+    plugin, model = found
+    missing = [name for name in NETWORKS if name not in model.tensors]
+    if missing:
+        raise CheckpointImportError(f"{checkpoint.source}: plugin {plugin!r} mapped no {', '.join(missing)}")
+    unclaimed = sorted(checkpoint.tensor_names() - model.claimed)
+    if unclaimed:
+        owners = _owners(checkpoint, unclaimed)
+        raise CheckpointImportError(
+            f"{checkpoint.source}: {len(unclaimed)} tensors are mapped by no installed plugin "
+            f"({', '.join(unclaimed[:8])}{', ...' if len(unclaimed) > 8 else ''}; in modules {owners}). "
+            "The checkpoint may come from a method's fork (GLeaD, EqGAN-SA) whose plugin adds these modules; "
+            "nothing was written"
+        )
+    return model
+
+
+def _owners(checkpoint: PublishedCheckpoint, names: list[str]) -> str:
+    """The class names of the pickled modules holding ``names`` (for the error message)."""
+    classes: set[str] = set()
+    for full in names:
+        net_name, _, key = full.partition(".")
+        net = checkpoint.networks.get(net_name)
+        if not isinstance(net, PickledModule):
+            continue
+        path = key.rpartition(".")[0]
+        for prefix, module in net.modules():
+            if path == prefix:
+                classes.add(module.class_name)
+    return ", ".join(sorted(classes)) or "unknown"
+
+
+def _snapshot_nimg(path: Path) -> int:
+    """The images seen, from NVIDIA's snapshot name ``network-snapshot-<kimg>.pkl`` (else 0)."""
+    match = re.search(r"network-snapshot-(\d+)", path.name)
+    return int(match.group(1)) * 1000 if match else 0
+
+
+def build_run(model: ImportedModel, manager: "PluginManager | None" = None, device: str = "cpu") -> "Run":
+    """A sampling-only :class:`~gancore.run.Run` holding ``model``'s networks, loaded strictly."""
+    from gancore.plugins import PluginManager
+    from gancore.run import Run
+
+    info = model.data_info
+    config = {
+        "plugins": [],
+        "backbone": dict(model.backbone),
+        "data": {"name": "folder", "resolution": info.resolution, "channels": info.channels, "labels": info.c_dim > 0},
+        "train": {"device": device},
+    }
+    run = Run.build(
+        config, manager=manager or PluginManager(), data_info=info, for_training=False, source="<imported config>"
+    )
+    for name in NETWORKS:
+        network = getattr(run, name)
+        expected = network.state_dict()
+        given = model.tensors[name]
+        problems = sorted(set(expected) ^ set(given))
+        problems += [
+            f"{key} {list(given[key].shape)} vs {list(expected[key].shape)}"
+            for key in sorted(set(expected) & set(given))
+            if given[key].shape != expected[key].shape
+        ]
+        if problems:
+            raise CheckpointImportError(f"imported {name} does not fit the {model.backbone['name']} network: {problems[:6]}")
+        network.load_state_dict({k: v.to(torch.float32) for k, v in given.items()}, strict=True)
+    return run
+
+
+def import_checkpoint(
+    source: str | Path,
+    out_dir: str | Path,
+    *,
+    manager: "PluginManager | None" = None,
+    url: str | None = None,
+) -> Path:
+    """Import a published checkpoint into the model folder ``out_dir``.
+
+    ``source`` is a local file or a URL (downloaded once into the gancore cache). The folder is
+    what ``gancore export`` writes (``config.json``, ``gan_index.json``, ``G``/``D``/``G_ema``
+    safetensors, ``samples.png``, ``README.md``), so ``from_pretrained``, ``gancore sample``,
+    ``gancore eval`` and ``gancore push`` take it as it is. G_ema's noise mode is ``const``, as in
+    NVIDIA's generate scripts. The file's code is never run. The folder is written next to
+    ``out_dir`` and renamed into place: a failure leaves nothing behind.
+    """
+    from gancore.plugins import PluginManager
+
+    text = str(source)
+    if text.startswith(("http://", "https://")):
+        from gancore.download import download
+
+        url, source = text, download(text)
+    path = Path(source)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise CheckpointImportError(f"{out_dir}: exists and is not an empty folder; choose another output folder")
+    manager = manager or PluginManager()
+    checkpoint = read_checkpoint(path)
+    model = _map(checkpoint, manager)
+    run = build_run(model, manager)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _write_folder(tmp, run, model, checkpoint, url, _snapshot_nimg(path))
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp.replace(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_folder(
+    folder: Path, run: "Run", model: ImportedModel, checkpoint: PublishedCheckpoint, url: str | None, nimg: int
+) -> None:
+    from gancore.modelcard import render_import_card
+    from gancore.pretrained import FORMAT_VERSION, INDEX_FILE
+
+    provenance = {"file": Path(checkpoint.source).name, "sha256": checkpoint.sha256, "url": url}
+    config = run.resolved_config()
+    config[META_KEY]["imported_from"] = provenance
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    index = {
+        "library": "gancore",
+        "format_version": FORMAT_VERSION,
+        "step": 0,
+        "nimg": nimg,
+        "components": {name: f"{name}.safetensors" for name in NETWORKS},
+        "imported_from": provenance,
+    }
+    (folder / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    for name in NETWORKS:
+        save_module(getattr(run, name), folder / f"{name}.safetensors")
+    run.save_sample_grid(folder / "samples.png", n=16)
+    (folder / "README.md").write_text(render_import_card(run, provenance, model.notes), encoding="utf-8")
