@@ -1,0 +1,178 @@
+"""Write StyleGAN2 parity fixtures by running a user-given checkout of NVIDIA's official code.
+
+Run it with a Python that can import that checkout (torch, numpy, and the checkout's own
+requirements), outside this repository's environment if you like; it needs nothing of gancore:
+
+    python tools/parity/make_fixtures.py --official ~/src/stylegan2-ada-pytorch --out tests/parity/fixtures
+
+For each small network it writes ``<name>.safetensors`` (the networks' tensors under NVIDIA's own
+names, prefixed ``G.``, ``G_ema.``, ``D.``; the inputs; the official outputs) and ``<name>.json``
+(each network's module tree: class names, plain attributes, ``init_kwargs`` and tensor names, as
+a pickle would carry them, without the source code). Numbers only: no official code and no
+pickle goes into the fixtures. Everything runs on the CPU in float32 (``force_fp32``): NVIDIA's
+float16 layers are a GPU-only path that gancore does not copy (it offers bf16 autocast instead).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+#: The networks: small widths so the fixtures stay small, each a shape of an official config.
+#: ``G`` and ``D`` are keyword arguments of NVIDIA's ``training.networks`` classes.
+NETWORKS: dict[str, dict[str, Any]] = {
+    # paper256: fmaps 0.5, mbstd group 8, 8 mapping layers, conv_clamp 256, 4 fp16 resolutions.
+    "paper256-tiny": dict(
+        batch=8, psi=0.7, cutoff=None,
+        G=dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
+               mapping_kwargs=dict(num_layers=8),
+               synthesis_kwargs=dict(channel_base=256, channel_max=32, num_fp16_res=4, conv_clamp=256)),
+        D=dict(c_dim=0, img_resolution=32, img_channels=3, channel_base=256, channel_max=32, num_fp16_res=4,
+               conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=8)),
+    ),
+    # config-f (stylegan2): fmaps 1, mbstd group 4, widths capped, truncation with a cutoff.
+    "configf-tiny": dict(
+        batch=8, psi=0.5, cutoff=4,
+        G=dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
+               mapping_kwargs=dict(num_layers=8),
+               synthesis_kwargs=dict(channel_base=512, channel_max=32, num_fp16_res=4, conv_clamp=256)),
+        D=dict(c_dim=0, img_resolution=32, img_channels=3, channel_base=512, channel_max=32, num_fp16_res=4,
+               conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=4)),
+    ),
+    # cifar: conditional, 2 mapping layers, D architecture 'orig', mbstd group 32 (the whole batch here).
+    "cifar-cond-tiny": dict(
+        batch=8, psi=0.7, cutoff=None,
+        G=dict(z_dim=32, c_dim=10, w_dim=32, img_resolution=32, img_channels=3,
+               mapping_kwargs=dict(num_layers=2),
+               synthesis_kwargs=dict(channel_base=512, channel_max=32, num_fp16_res=4, conv_clamp=256)),
+        D=dict(c_dim=10, img_resolution=32, img_channels=3, architecture="orig", channel_base=512, channel_max=32,
+               num_fp16_res=4, conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=32)),
+    ),
+    # NVIDIA's other D options: 'skip' blocks, a whole-batch mbstd group (None), a label mapping of
+    # 0 layers with its own lr multiplier; and a G without conv_clamp.
+    "skip-d-tiny": dict(
+        batch=6, psi=0.8, cutoff=2,
+        G=dict(z_dim=16, c_dim=5, w_dim=24, img_resolution=16, img_channels=1,
+               mapping_kwargs=dict(num_layers=3, lr_multiplier=0.1),
+               synthesis_kwargs=dict(channel_base=128, channel_max=24)),
+        D=dict(c_dim=5, img_resolution=16, img_channels=1, architecture="skip", channel_base=128, channel_max=24,
+               cmap_dim=12, mapping_kwargs=dict(num_layers=0), epilogue_kwargs=dict(mbstd_group_size=None)),
+    ),
+}
+
+
+def _plain(value: Any) -> Any:
+    """A pickled attribute as JSON (numpy scalars to numbers, tuples to lists); None if not plain."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return items if all(i is not None or v is None for i, v in zip(items, value)) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return None
+
+
+def module_tree(module: torch.nn.Module) -> dict[str, Any]:
+    """What NVIDIA's pickle of ``module`` carries besides code: class, attributes, tensors, children."""
+    attributes = {}
+    for name, value in vars(module).items():
+        plain = _plain(value)
+        if not name.startswith("_") and (plain is not None or value is None):
+            attributes[name] = plain
+    return {
+        "class_name": getattr(module, "_orig_class_name", type(module).__name__),
+        "attributes": attributes,
+        "init_args": _plain(list(getattr(module, "_init_args", ()))),
+        "init_kwargs": _plain(dict(getattr(module, "_init_kwargs", {}))),
+        "parameters": [name for name, p in module._parameters.items() if p is not None],
+        "buffers": [name for name, b in module._buffers.items() if b is not None],
+        "children": {name: module_tree(child) for name, child in module._modules.items() if child is not None},
+    }
+
+
+def _perturbed_copy(G: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """G_ema: a copy of G with every parameter nudged, so the two are told apart."""
+    import copy
+
+    G_ema = copy.deepcopy(G).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in G_ema.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    return G_ema
+
+
+def make_fixture(networks: Any, name: str, spec: dict[str, Any], seed: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the JSON of one fixture."""
+    torch.manual_seed(seed)
+    G = networks.Generator(**spec["G"]).train()
+    D = networks.Discriminator(**spec["D"]).train()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # non-trivial biases, noise strengths and w_avg (all start at zero)
+        for module in (G, D):
+            for key, p in module.named_parameters():
+                if key.endswith(("bias", "noise_strength")):
+                    p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+        G.mapping.w_avg.copy_(torch.randn(G.mapping.w_avg.shape, generator=gen) * 0.3)
+    G_ema = _perturbed_copy(G, seed + 2)
+    n, c_dim = spec["batch"], spec["G"]["c_dim"]
+    res, channels = spec["G"]["img_resolution"], spec["G"]["img_channels"]
+    z = torch.randn([n, spec["G"]["z_dim"]], generator=gen)
+    c = torch.nn.functional.one_hot(torch.randint(0, c_dim, [n], generator=gen), c_dim).float() if c_dim else torch.zeros([n, 0])
+    reals = torch.randn([n, channels, res, res], generator=gen).clamp(-1, 1)
+    with torch.no_grad():
+        G_ema.eval(), D.eval()
+        images = G_ema(z, c, noise_mode="const", force_fp32=True)
+        images_psi = G_ema(z, c, truncation_psi=spec["psi"], truncation_cutoff=spec["cutoff"], noise_mode="const", force_fp32=True)
+        images_g = G.eval()(z, c, noise_mode="const", force_fp32=True)
+        ws = G_ema.mapping(z, c)
+        logits_real = D(reals, c, force_fp32=True).squeeze(1)
+        logits_fake = D(images, c, force_fp32=True).squeeze(1)
+    tensors = {f"G.{k}": v for k, v in G.state_dict().items()}
+    tensors |= {f"G_ema.{k}": v for k, v in G_ema.state_dict().items()}
+    tensors |= {f"D.{k}": v for k, v in D.state_dict().items()}
+    tensors |= {
+        "in.z": z, "in.c": c, "in.reals": reals, "out.images": images, "out.images_psi": images_psi,
+        "out.images_G": images_g, "out.ws": ws, "out.logits_real": logits_real, "out.logits_fake": logits_fake,
+    }
+    meta = {
+        "name": name,
+        "official": "NVlabs/stylegan2-ada-pytorch training/networks.py",
+        "truncation": {"psi": spec["psi"], "cutoff": spec["cutoff"]},
+        "networks": {"G": module_tree(G), "G_ema": module_tree(G_ema), "D": module_tree(D)},
+    }
+    return {k: v.detach().contiguous().clone() for k, v in tensors.items()}, meta
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--official", required=True, help="checkout of NVlabs/stylegan2-ada-pytorch (outside this repo)")
+    parser.add_argument("--out", default="tests/parity/fixtures", help="folder to write (default tests/parity/fixtures)")
+    parser.add_argument("--only", nargs="*", help="names to write (default all)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(args.official).resolve()))
+    from training import networks  # the official code, from the given checkout
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for seed, (name, spec) in enumerate(NETWORKS.items()):
+        if args.only and name not in args.only:
+            continue
+        tensors, meta = make_fixture(networks, name, spec, seed=100 + seed)
+        save_file(tensors, str(out / f"{name}.safetensors"))
+        (out / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        size = (out / f"{name}.safetensors").stat().st_size
+        print(f"{name}: {len(tensors)} tensors, {size / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
