@@ -40,6 +40,10 @@ class Recorder:
         self._log("gancore_register_feature_extractors")
 
     @hookimpl
+    def gancore_import_networks(self, checkpoint):
+        self._log("gancore_import_networks")  # only `gancore import` calls it, never a run
+
+    @hookimpl
     def gancore_setup(self, run):
         self._log("gancore_setup", run, has_g_ema=hasattr(run, "G_ema"), has_opt=run.opt_G is not None)
 
