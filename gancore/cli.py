@@ -411,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gancore.metrics.extractors import ExtractorUnavailableError
     from gancore.plugins import HookError, PluginError
     from gancore.pickle_reader import PickleReadError
+    from gancore.download import DownloadError
 
     args = build_parser().parse_args(argv)
     try:
@@ -421,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except PickleReadError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except DownloadError as exc:
+        return _fail(str(exc), 1)
     except ExtractorUnavailableError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except RunFolderBusyError as exc:

@@ -15,11 +15,20 @@ suite without imports:
   (:class:`gancore.testing_modules.CountingEncoder`), for backbone authors checking the adapter
   protocol.
 
+- ``http_files``: a loopback HTTP server for tests of code that downloads (nothing leaves the
+  machine): ``http_files.folder`` is what it serves, ``http_files.url(name)`` a file's URL,
+  ``http_files.requests`` the paths asked for; ``$GANCORE_CACHE`` points at a fresh folder and
+  downloads are switched on for the test.
+
 ``settings`` keys are dotted config paths (``**{"plugins.topk.nu": 0.5}``); a key without a
 dot means a ``[train]`` field (``batch=8``).
 """
 
 import copy
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import pytest
@@ -27,7 +36,7 @@ import pytest
 from gancore.config import set_value
 from gancore.plugins import PluginManager, register_local_plugin, unregister_local_plugin
 
-__all__ = ["TINY_BACKBONES", "capture_first_gradients", "make_tiny_config", "write_fake_fmnist"]
+__all__ = ["TINY_BACKBONES", "FileServer", "capture_first_gradients", "make_tiny_config", "write_fake_fmnist"]
 
 #: Raw config fragments for tiny CPU runs, per backbone.
 TINY_BACKBONES: dict[str, dict[str, Any]] = {
@@ -179,3 +188,51 @@ def tiny_run() -> Callable[..., Any]:
         return Run.build(raw, out_dir=out_dir).train()
 
     return run
+
+
+class FileServer:
+    """A folder served over HTTP on 127.0.0.1 (see the ``http_files`` fixture)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.requests: list[str] = []
+        requests = self.requests
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def base(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def url(self, name: str) -> str:
+        """The URL of ``folder / name``."""
+        return f"{self.base}/{name}"
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def http_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FileServer]:
+    """A loopback file server, a fresh ``$GANCORE_CACHE`` and downloads switched on."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    monkeypatch.setenv("GANCORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GANCORE_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    server = FileServer(folder)
+    yield server
+    server.close()

@@ -91,3 +91,20 @@ def test_cli_import_of_an_nvidia_pickle_renders_the_official_images(tmp_path, na
     assert config["gancore"]["data_info"]["name"] == "cifar10"
     assert main(["sample", str(out), "--n", "4", "--out", str(tmp_path / "grid.png")]) == 0
     assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_cli_import_from_a_url_downloads_once_and_records_it(tmp_path, http_files):
+    pkl = write_nvidia_pickle(http_files.folder / "stylegan2-tiny.pkl", "skip-d-tiny", tmp_path / "ran")
+    url = http_files.url(pkl.name)
+    assert main(["import", url, str(tmp_path / "a")]) == 0
+    assert main(["import", url, str(tmp_path / "b")]) == 0
+    assert http_files.requests == ["/stylegan2-tiny.pkl"]  # the second import used the cache
+    index = json.loads((tmp_path / "b" / "gan_index.json").read_text())
+    assert index["imported_from"]["url"] == url
+    assert url in (tmp_path / "b" / "README.md").read_text()
+    fx, _ = load_fixture("skip-d-tiny")
+    G = gancore.from_pretrained(tmp_path / "b")
+    with torch.no_grad():
+        torch.testing.assert_close(G(fx["in.z"], _c(fx)), fx["out.images"], atol=ATOL, rtol=0)
+    assert main(["import", http_files.url("missing.pkl"), str(tmp_path / "c")]) == 1
+    assert not (tmp_path / "c").exists()
