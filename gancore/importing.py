@@ -157,17 +157,28 @@ def _snapshot_nimg(path: Path) -> int:
     return int(match.group(1)) * 1000 if match else 0
 
 
-def build_run(model: ImportedModel, manager: "PluginManager | None" = None, device: str = "cpu") -> "Run":
-    """A sampling-only :class:`~gancore.run.Run` holding ``model``'s networks, loaded strictly."""
+def build_run(
+    model: ImportedModel,
+    manager: "PluginManager | None" = None,
+    device: str = "cpu",
+    *,
+    train: Mapping[str, Any] | None = None,
+    backbone: Mapping[str, Any] | None = None,
+) -> "Run":
+    """A :class:`~gancore.run.Run` (without a data set) holding ``model``'s networks, loaded strictly.
+
+    ``train`` and ``backbone`` add settings to the run's ``[train]`` and ``[backbone]`` tables
+    (e.g. the regularisation of a fine-tuning run, or ``style_mixing``).
+    """
     from gancore.plugins import PluginManager
     from gancore.run import Run
 
     info = model.data_info
     config = {
         "plugins": [],
-        "backbone": dict(model.backbone),
+        "backbone": {**model.backbone, **(backbone or {})},
         "data": {"name": "folder", "resolution": info.resolution, "channels": info.channels, "labels": info.c_dim > 0},
-        "train": {"device": device},
+        "train": {"device": device, **(train or {})},
     }
     run = Run.build(
         config, manager=manager or PluginManager(), data_info=info, for_training=False, source="<imported config>"

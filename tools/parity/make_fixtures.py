@@ -38,6 +38,8 @@ NETWORKS: dict[str, dict[str, Any]] = {
     # config-f (stylegan2): fmaps 1, mbstd group 4, widths capped, truncation with a cutoff.
     "configf-tiny": dict(
         batch=8, psi=0.5, cutoff=4,
+        loss=dict(style_mixing_prob=0.9, r1_gamma=10.0, pl_batch_shrink=2, pl_decay=0.01, pl_weight=2.0),
+        opt=dict(lr=0.002, betas=(0.0, 0.99), G_reg_interval=4, D_reg_interval=16, ema_kimg=0.01),
         G=dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
                mapping_kwargs=dict(num_layers=8),
                synthesis_kwargs=dict(channel_base=512, channel_max=32, num_fp16_res=4, conv_clamp=256)),
@@ -47,6 +49,8 @@ NETWORKS: dict[str, dict[str, Any]] = {
     # cifar: conditional, 2 mapping layers, D architecture 'orig', mbstd group 32 (the whole batch here).
     "cifar-cond-tiny": dict(
         batch=8, psi=0.7, cutoff=None,
+        loss=dict(style_mixing_prob=0.5, r1_gamma=0.01, pl_batch_shrink=2, pl_decay=0.01, pl_weight=2.0),
+        opt=dict(lr=0.0025, betas=(0.0, 0.99), G_reg_interval=4, D_reg_interval=16, ema_kimg=0.05),
         G=dict(z_dim=32, c_dim=10, w_dim=32, img_resolution=32, img_channels=3,
                mapping_kwargs=dict(num_layers=2),
                synthesis_kwargs=dict(channel_base=512, channel_max=32, num_fp16_res=4, conv_clamp=256)),
@@ -136,7 +140,14 @@ def make_fixture(networks: Any, name: str, spec: dict[str, Any], seed: int) -> t
         ws = G_ema.mapping(z, c)
         logits_real = D(reals, c, force_fp32=True).squeeze(1)
         logits_fake = D(images, c, force_fp32=True).squeeze(1)
-    tensors = {f"G.{k}": v for k, v in G.state_dict().items()}
+    tensors = {}
+    if "loss" in spec:
+        from training import loss as loss_module  # the official loss, from the given checkout
+
+        phase_tensors, meta_phases = make_phase_fixture(networks, loss_module, G, D, {
+            "in.z": z, "in.c": c, "in.reals": reals}, spec, seed=1000 + seed)
+        tensors |= {f"phase.{k}": v for k, v in phase_tensors.items()}
+    tensors |= {f"G.{k}": v for k, v in G.state_dict().items()}
     tensors |= {f"G_ema.{k}": v for k, v in G_ema.state_dict().items()}
     tensors |= {f"D.{k}": v for k, v in D.state_dict().items()}
     tensors |= {
@@ -145,11 +156,128 @@ def make_fixture(networks: Any, name: str, spec: dict[str, Any], seed: int) -> t
     }
     meta = {
         "name": name,
+        **({"training": meta_phases} if "loss" in spec else {}),
         "official": "NVlabs/stylegan2-ada-pytorch training/networks.py",
         "truncation": {"psi": spec["psi"], "cutoff": spec["cutoff"]},
         "networks": {"G": module_tree(G), "G_ema": module_tree(G_ema), "D": module_tree(D)},
     }
     return {k: v.detach().contiguous().clone() for k, v in tensors.items()}, meta
+
+
+class _Recorder:
+    """Records what NVIDIA's loss reports (``training_stats.report``) and draws with ``randn_like``."""
+
+    def __init__(self, loss_module: Any):
+        self.loss_module = loss_module
+        self.reports: dict[str, torch.Tensor] = {}
+        self.randn_like: list[torch.Tensor] = []
+
+    def __enter__(self) -> "_Recorder":
+        stats = self.loss_module.training_stats
+        self._report, self._randn_like = stats.report, torch.randn_like
+
+        def report(name: str, value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                self.reports[name] = value.detach().clone()
+            return value
+
+        def randn_like(tensor: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            out = self._randn_like(tensor, **kwargs)
+            self.randn_like.append(out.detach().clone())
+            return out
+
+        stats.report, torch.randn_like = report, randn_like
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.loss_module.training_stats.report, torch.randn_like = self._report, self._randn_like
+
+
+#: The phases in NVIDIA's order (training_loop.py: G's phases, then D's), with their network.
+PHASES = (("Gmain", "G"), ("Greg", "G"), ("Dmain", "D"), ("Dreg", "D"))
+
+
+def _fp32_copy(module: Any) -> Any:
+    """A copy whose blocks run in float32: NVIDIA's loss calls the networks without ``force_fp32``,
+    so its float16 blocks (a GPU path gancore does not copy) would otherwise run in half precision."""
+    import copy
+
+    module = copy.deepcopy(module)
+    for block in module.modules():
+        if hasattr(block, "use_fp16"):
+            block.use_fp16 = False
+    return module
+
+
+def make_phase_fixture(networks: Any, loss_module: Any, G: Any, D: Any, fx: dict[str, torch.Tensor],
+                       spec: dict[str, Any], seed: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Each phase's losses and gradients from the same weights and draws (``torch.manual_seed(seed + i)``
+    before phase i), then one whole iteration as NVIDIA's training loop runs it (lazy-scaled
+    Adam, every phase, EMA of G)."""
+    import copy
+
+    tensors: dict[str, torch.Tensor] = {}
+    reals, c, n = fx["in.reals"], fx["in.c"], spec["batch"]
+    for index, (phase, net_name) in enumerate(PHASES):
+        G_, D_ = _fp32_copy(G).train(), _fp32_copy(D).train()
+        G_.requires_grad_(net_name == "G")
+        D_.requires_grad_(net_name == "D")
+        loss = loss_module.StyleGAN2Loss(torch.device("cpu"), G_.mapping, G_.synthesis, D_, **spec["loss"])
+        interval = {"Gmain": 1, "Dmain": 1, "Greg": spec["opt"]["G_reg_interval"], "Dreg": spec["opt"]["D_reg_interval"]}[phase]
+        torch.manual_seed(seed + index)
+        with _Recorder(loss_module) as rec:
+            loss.accumulate_gradients(phase=phase, real_img=reals, real_c=c, gen_z=fx["in.z"], gen_c=c, sync=True, gain=interval)
+        net = G_ if net_name == "G" else D_
+        for key, p in net.named_parameters():
+            tensors[f"{phase}.grad.{key}"] = p.grad if p.grad is not None else torch.zeros_like(p)
+        for key, value in rec.reports.items():
+            tensors[f"{phase}.report.{key}"] = value.reshape(-1)
+        if phase == "Greg":
+            tensors["Greg.pl_noise"] = rec.randn_like[-1]
+            tensors["Greg.pl_mean"] = loss.pl_mean.reshape(1)
+            tensors["Greg.w_avg"] = G_.mapping.w_avg
+    tensors.update(_iteration(loss_module, G, D, fx, spec, seed + len(PHASES)))
+    return tensors, {"phase_seed": seed, "loss": spec["loss"], "opt": dict(spec["opt"], betas=list(spec["opt"]["betas"])),
+                     "phases": [p for p, _ in PHASES]}
+
+
+def _iteration(loss_module: Any, G: Any, D: Any, fx: dict[str, torch.Tensor], spec: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
+    """One iteration of NVIDIA's training loop at batch_idx 0, from a copy of G, D and G_ema."""
+    import copy
+
+    G, D = _fp32_copy(G).train().requires_grad_(False), _fp32_copy(D).train().requires_grad_(False)
+    G_ema = copy.deepcopy(G).eval()
+    o = spec["opt"]
+    loss = loss_module.StyleGAN2Loss(torch.device("cpu"), G.mapping, G.synthesis, D, **spec["loss"])
+    phases = []
+    for name, module, interval in (("G", G, o["G_reg_interval"]), ("D", D, o["D_reg_interval"])):
+        ratio = interval / (interval + 1)
+        opt = torch.optim.Adam(module.parameters(), lr=o["lr"] * ratio, betas=[b ** ratio for b in o["betas"]], eps=1e-8)
+        phases += [(name + "main", module, opt, 1), (name + "reg", module, opt, interval)]
+    batch = spec["batch"]
+    torch.manual_seed(seed)
+    all_z = torch.randn([len(phases) * batch, G.z_dim]).split(batch)
+    reals, c = fx["in.reals"], fx["in.c"]
+    for (name, module, opt, interval), z in zip(phases, all_z):
+        opt.zero_grad(set_to_none=True)
+        module.requires_grad_(True)
+        loss.accumulate_gradients(phase=name, real_img=reals, real_c=c, gen_z=z, gen_c=c, sync=True, gain=interval)
+        module.requires_grad_(False)
+        for param in module.parameters():
+            if param.grad is not None:
+                torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
+        opt.step()
+    with torch.no_grad():
+        beta = 0.5 ** (batch / max(o["ema_kimg"] * 1000, 1e-8))
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b)
+    out = {f"iter.G.{k}": v for k, v in G.state_dict().items()}
+    out |= {f"iter.D.{k}": v for k, v in D.state_dict().items()}
+    out |= {f"iter.G_ema.{k}": v for k, v in G_ema.state_dict().items()}
+    out["iter.pl_mean"] = loss.pl_mean.reshape(1)
+    return out
 
 
 def main() -> int:

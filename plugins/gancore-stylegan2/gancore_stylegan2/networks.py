@@ -79,10 +79,14 @@ class StyleGAN2Generator(Generator, coders=hub_coders(StyleGAN2Config)):
         prob = self.config.style_mixing
         if not self.training or prob <= 0:
             return ws
+        # Drawn in NVIDIA's order, the second latent whether or not it is used, so that a seed
+        # gives the same cut-offs and noise inputs as the official training code.
         cutoff = int(torch.randint(1, self.num_ws, ()))
-        if float(torch.rand(())) >= prob:
+        mix = float(torch.rand(())) < prob
+        other_z = torch.randn_like(z)
+        if not mix:
             return ws
-        other = self.mapping_network(torch.randn_like(z), c, update_w_avg=False)
+        other = self.mapping_network(other_z, c, update_w_avg=False)
         return torch.cat([ws[:, :cutoff], other[:, cutoff:]], dim=1)
 
     def _ws(self, z: Tensor, c: Tensor | None) -> Tensor:
