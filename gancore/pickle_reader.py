@@ -125,8 +125,8 @@ class PickledModule:
 class PickledTFNetwork:
     """A TF-era ``dnnlib.tflib.network.Network`` as pickled: its variables, never its build code.
 
-    ``variables`` maps TF variable names (``"G_synthesis/4x4/Conv/weight"``) to numpy arrays;
-    ``components`` holds the sub-networks (``mapping``, ``synthesis``).
+    ``variables`` maps the network's own TF variable names (``"4x4/Conv/weight"``) to numpy
+    arrays; ``components`` holds the sub-networks (``mapping``, ``synthesis``).
     """
 
     name: str
@@ -135,11 +135,12 @@ class PickledTFNetwork:
     components: Mapping[str, "PickledTFNetwork"]
     build_func_name: str = ""
 
-    def all_variables(self) -> dict[str, np.ndarray]:
-        """This network's variables and those of its components, by full TF name."""
-        found = dict(self.variables)
-        for component in self.components.values():
-            found.update(component.all_variables())
+    def all_variables(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """This network's variables and its components', each under ``<component>/`` (as NVIDIA's
+        legacy.py collects them: ``dlatent_avg``, ``mapping/Dense0/weight``, ``synthesis/4x4/Conv/weight``)."""
+        found = {prefix + name: value for name, value in self.variables.items()}
+        for name, component in self.components.items():
+            found.update(component.all_variables(f"{prefix}{name}/"))
         return found
 
 

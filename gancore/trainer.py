@@ -1,4 +1,4 @@
-"""The training step: phases Dmain, Dreg, Gmain and Greg, gradient accumulation, the EMA of G and the image count."""
+"""The training step: phases Gmain, Greg, Dmain and Dreg (NVIDIA's order), gradient accumulation, the EMA of G and the image count."""
 
 import contextlib
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -131,15 +131,16 @@ class Trainer:
         labels = list(c_real.chunk(rounds)) if c_real is not None else [None] * rounds
         sizes = [r.shape[0] for r in reals]
 
-        self._accumulate(stats, self.d_main, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
-        if train.r1_gamma > 0 and run.step % train.d_reg_interval == 0:
-            self._accumulate(stats, self.d_reg, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
+        # NVIDIA's order (training_loop.py): G's phases against the D of the last step, then D's.
         scored = self._score_batch(sizes, labels) if rounds > 1 and run.hooks.implemented("gancore_sample_weights") else None
         self._accumulate(stats, self.g_main, [
             dict(batch=n, c_real=c, scored=scored, index=i) for i, (n, c) in enumerate(zip(sizes, labels))
         ])
         if train.pl_weight > 0 and run.step % train.g_reg_interval == 0:
             self._accumulate(stats, self.g_reg, [dict(batch=n, c_real=c) for n, c in zip(sizes, labels)])
+        self._accumulate(stats, self.d_main, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
+        if train.r1_gamma > 0 and run.step % train.d_reg_interval == 0:
+            self._accumulate(stats, self.d_reg, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
         global_batch = real.shape[0] * world_size()
         with record_function("Gema"):
             self.update_ema(global_batch)

@@ -62,7 +62,7 @@ def test_the_documented_plugin_augments_every_batch_d_scores(register_plugin, sh
     raw = make_tiny_config("dcgan", [{"name": "shiftcut", "cutout": 0.5}, "watcher"], steps=1, d_reg_interval=1)
     run = Run.build(raw).train()
     seen = [(phase, source, grad) for phase, source, _, grad in watcher.augmented]
-    assert seen == [("Dmain", "real", False), ("Dmain", "fake", False), ("Dreg", "real", True), ("Gmain", "fake", True)]
+    assert seen == [("Gmain", "fake", True), ("Dmain", "real", False), ("Dmain", "fake", False), ("Dreg", "real", True)]
     for phase, source, images, _ in watcher.augmented:
         # The cutout of side 4 on 8 px images: a 2x2 to 4x4 square of exact zeros in every image.
         zeros = (images == 0).all(dim=1).flatten(1).sum(1)

@@ -133,6 +133,11 @@ def test_every_hook_is_called_at_its_point(register_plugin, tiny_config, tmp_pat
     assert hooks_of_step == [
         "gancore_setup",
         "gancore_step_start",
+        "gancore_generator_inputs",  # Gmain fakes (G's phases come first, as in NVIDIA's loop)
+        "gancore_augment",  # Gmain fakes
+        "gancore_sample_weights",
+        "gancore_g_loss",
+        "gancore_teacher_loss",
         "gancore_generator_inputs",  # Dmain fakes
         "gancore_before_d_step",
         "gancore_augment",  # Dmain reals
@@ -140,11 +145,6 @@ def test_every_hook_is_called_at_its_point(register_plugin, tiny_config, tmp_pat
         "gancore_d_loss",
         "gancore_augment",  # Dreg reals
         "gancore_d_reg_loss",  # step 0 is a lazy R1 step (interval 2)
-        "gancore_generator_inputs",  # Gmain fakes
-        "gancore_augment",  # Gmain fakes
-        "gancore_sample_weights",
-        "gancore_g_loss",
-        "gancore_teacher_loss",
         "gancore_step_end",
     ]
     step1 = [hook for hook, step in recorder.calls if step == 1]

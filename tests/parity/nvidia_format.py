@@ -7,6 +7,7 @@ stores is a tripwire: code that, if anything ever ran it, would create a file th
 
 import json
 import pickle
+import re
 import sys
 import types
 from collections import OrderedDict
@@ -123,4 +124,121 @@ def write_nvidia_pickle(path: Path, name: str, flag: Path, extras: dict[str, Any
                 sys.modules.pop(key, None)
             else:
                 sys.modules[key] = module
+    return path
+
+
+# -- writing TF-era pickles -------------------------------------------------------------------------
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().numpy().astype(np.float32)
+
+
+def _tf_kernel(t: torch.Tensor, flip: bool = False) -> np.ndarray:
+    """The inverse of legacy.py: ``[out, in, kh, kw]`` -> TF ``[kh, kw, in, out]`` (flipped for Conv0_up)."""
+    k = _np(t).transpose(2, 3, 1, 0)
+    return np.ascontiguousarray(k[::-1, ::-1] if flip else k)
+
+
+def tf_generator_variables(t: dict[str, torch.Tensor]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """NVIDIA PyTorch G tensors (its names) -> TF variables of (G itself, mapping, synthesis)."""
+    own = {"dlatent_avg": _np(t["mapping.w_avg"])}
+    mapping, synthesis = {}, {}
+    for key, value in t.items():
+        if m := re.fullmatch(r"mapping\.fc(\d+)\.(weight|bias)", key):
+            mapping[f"Dense{m[1]}/{m[2]}"] = _np(value.T if m[2] == "weight" else value)
+        elif m := re.fullmatch(r"mapping\.embed\.(weight|bias)", key):
+            mapping[f"LabelEmbed/{m[1]}"] = _np(value.T if m[1] == "weight" else value)
+    synthesis["4x4/Const/const"] = _np(t["synthesis.b4.const"])[None]
+    for key, value in t.items():
+        m = re.fullmatch(r"synthesis\.b(\d+)\.(conv0|conv1|torgb)\.(.+)", key)
+        if not m:
+            continue
+        r, layer, part = int(m[1]), m[2], m[3]
+        scope = f"{r}x{r}/" + {"conv0": "Conv0_up", "conv1": "Conv" if r == 4 else "Conv1", "torgb": "ToRGB"}[layer]
+        if part == "weight":
+            synthesis[f"{scope}/weight"] = _tf_kernel(value, flip=layer == "conv0")
+        elif part in ("bias", "noise_strength"):
+            synthesis[f"{scope}/{part}"] = _np(value)
+        elif part == "affine.weight":
+            synthesis[f"{scope}/mod_weight"] = _np(value.T)
+        elif part == "affine.bias":
+            synthesis[f"{scope}/mod_bias"] = _np(value) - 1
+        elif part == "noise_const":
+            index = 0 if r == 4 else 2 * int(np.log2(r)) - (5 if layer == "conv0" else 4)
+            synthesis[f"noise{index}"] = _np(value)[None, None]
+    return own, mapping, synthesis
+
+
+def tf_discriminator_variables(t: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """NVIDIA PyTorch D tensors (its names) -> TF D variables."""
+    out = {}
+    for key, value in t.items():
+        if key.endswith("resample_filter"):
+            continue
+        if m := re.fullmatch(r"b(\d+)\.(fromrgb|conv0|conv1|skip)\.(weight|bias)", key):
+            r, layer, part = m[1], m[2], m[3]
+            scope = f"{r}x{r}/" + {"fromrgb": "FromRGB", "conv0": "Conv0", "conv1": "Conv1_down", "skip": "Skip"}[layer]
+            out[f"{scope}/{part}"] = _tf_kernel(value) if part == "weight" else _np(value)
+        elif m := re.fullmatch(r"b4\.(conv|fc|out|fromrgb)\.(weight|bias)", key):
+            scope = {"conv": "4x4/Conv", "fc": "4x4/Dense0", "out": "Output", "fromrgb": "4x4/FromRGB"}[m[1]]
+            is_conv = m[1] in ("conv", "fromrgb")
+            out[f"{scope}/{m[2]}"] = (_tf_kernel(value) if is_conv else _np(value.T)) if m[2] == "weight" else _np(value)
+        elif m := re.fullmatch(r"mapping\.fc(\d+)\.(weight|bias)", key):
+            out[f"Mapping{m[1]}/{m[2]}"] = _np(value.T if m[2] == "weight" else value)
+        elif m := re.fullmatch(r"mapping\.embed\.(weight|bias)", key):
+            out[f"LabelEmbed/{m[1]}"] = _np(value.T if m[1] == "weight" else value)
+        else:
+            raise KeyError(key)
+    return out
+
+
+class _TFNetwork:
+    """Pickles as ``dnnlib.tflib.network.Network`` with the state its ``__getstate__`` returns."""
+
+    def __init__(self, state: dict[str, Any]):
+        self._state = state
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._state
+
+
+def _tf_state(name: str, static_kwargs: dict[str, Any], variables: dict[str, np.ndarray],
+              components: dict[str, Any], flag: Path) -> _TFNetwork:
+    return _TFNetwork(dict(
+        version=4, name=name, static_kwargs=static_kwargs, components=components,
+        build_module_src=tripwire_source(flag, "Network"), build_func_name=f"training.networks_stylegan2.{name}",
+        variables=list(variables.items()),
+    ))
+
+
+def write_tf_pickle(path: Path, name: str, flag: Path, g_kwargs: dict[str, Any], d_kwargs: dict[str, Any],
+                    extra_variables: dict[str, np.ndarray] | None = None) -> Path:
+    """Write fixture ``name`` as a TF-era ``(G, D, Gs)`` pickle: its weights through legacy.py's inverse."""
+    tensors, _ = load_fixture(name)
+    nets = []
+    for net in ("G", "D", "G_ema"):
+        t = {k.removeprefix(f"{net}."): v for k, v in tensors.items() if k.startswith(f"{net}.")}
+        if net == "D":
+            nets.append(_tf_state("D", d_kwargs, {**tf_discriminator_variables(t), **(extra_variables or {})}, {}, flag))
+            continue
+        own, mapping, synthesis = tf_generator_variables(t)
+        components = {"mapping": _tf_state("G_mapping", {}, mapping, {}, flag),
+                      "synthesis": _tf_state("G_synthesis", {}, synthesis, {}, flag)}
+        nets.append(_tf_state("G" if net == "G" else "Gs", g_kwargs, own, components, flag))
+    module = types.ModuleType("dnnlib.tflib.network")
+    module.Network = _TFNetwork
+    _TFNetwork.__module__, _TFNetwork.__qualname__ = "dnnlib.tflib.network", "Network"
+    fakes = {"dnnlib": types.ModuleType("dnnlib"), "dnnlib.tflib": types.ModuleType("dnnlib.tflib"),
+             "dnnlib.tflib.network": module}
+    saved = {key: sys.modules.get(key) for key in fakes}
+    sys.modules.update(fakes)
+    try:
+        path.write_bytes(pickle.dumps(tuple(nets), protocol=3))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = value
     return path

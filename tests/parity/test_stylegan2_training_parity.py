@@ -104,3 +104,23 @@ def test_phase_losses_and_gradients_match_official(name, phase, monkeypatch):
         assert_close_relative(run.pl_mean.reshape(1), fx["phase.Greg.pl_mean"], "pl_mean")
         assert_close_relative(run.G.mapping_network.w_avg, fx["phase.Greg.w_avg"], "w_avg")
     _gradients(run, fx, phase, "G" if phase.startswith("G") else "D")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_whole_iteration_gives_the_official_weights(name, monkeypatch):
+    """All four phases in NVIDIA's order, lazy-scaled Adam for G and D, and the EMA of G."""
+    run, fx, meta = _run(name)
+    batch, z_dim = fx["in.z"].shape
+    torch.manual_seed(meta["training"]["phase_seed"] + len(PHASE_INDEX))
+    zs = torch.randn([len(PHASE_INDEX) * batch, z_dim]).split(batch)  # NVIDIA draws every phase's z first
+    c = _feed(run, fx, zs, monkeypatch)
+    trainer = Trainer(run)
+    monkeypatch.setattr(trainer, "real_batch", lambda: (fx["in.reals"], c))
+    trainer.step()
+    assert_close_relative(run.pl_mean.reshape(1), fx["phase.iter.pl_mean"], "pl_mean")
+    for network, rename in (("G", generator_name), ("D", discriminator_name), ("G_ema", generator_name)):
+        mine = getattr(run, network).state_dict()
+        prefix = f"phase.iter.{network}."
+        for key in (k for k in fx if k.startswith(prefix) and not k.endswith("resample_filter")):
+            official = key.removeprefix(prefix)
+            assert_close_relative(mine[rename(official)], fx[key], f"{network}.{official} after one iteration")

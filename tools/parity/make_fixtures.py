@@ -144,7 +144,7 @@ def make_fixture(networks: Any, name: str, spec: dict[str, Any], seed: int) -> t
     if "loss" in spec:
         from training import loss as loss_module  # the official loss, from the given checkout
 
-        phase_tensors, meta_phases = make_phase_fixture(networks, loss_module, G, D, {
+        phase_tensors, meta_phases = make_phase_fixture(networks, loss_module, G, D, G_ema, {
             "in.z": z, "in.c": c, "in.reals": reals}, spec, seed=1000 + seed)
         tensors |= {f"phase.{k}": v for k, v in phase_tensors.items()}
     tensors |= {f"G.{k}": v for k, v in G.state_dict().items()}
@@ -209,7 +209,7 @@ def _fp32_copy(module: Any) -> Any:
     return module
 
 
-def make_phase_fixture(networks: Any, loss_module: Any, G: Any, D: Any, fx: dict[str, torch.Tensor],
+def make_phase_fixture(networks: Any, loss_module: Any, G: Any, D: Any, G_ema: Any, fx: dict[str, torch.Tensor],
                        spec: dict[str, Any], seed: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Each phase's losses and gradients from the same weights and draws (``torch.manual_seed(seed + i)``
     before phase i), then one whole iteration as NVIDIA's training loop runs it (lazy-scaled
@@ -236,17 +236,16 @@ def make_phase_fixture(networks: Any, loss_module: Any, G: Any, D: Any, fx: dict
             tensors["Greg.pl_noise"] = rec.randn_like[-1]
             tensors["Greg.pl_mean"] = loss.pl_mean.reshape(1)
             tensors["Greg.w_avg"] = G_.mapping.w_avg
-    tensors.update(_iteration(loss_module, G, D, fx, spec, seed + len(PHASES)))
+    tensors.update(_iteration(loss_module, G, D, G_ema, fx, spec, seed + len(PHASES)))
     return tensors, {"phase_seed": seed, "loss": spec["loss"], "opt": dict(spec["opt"], betas=list(spec["opt"]["betas"])),
                      "phases": [p for p, _ in PHASES]}
 
 
-def _iteration(loss_module: Any, G: Any, D: Any, fx: dict[str, torch.Tensor], spec: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
-    """One iteration of NVIDIA's training loop at batch_idx 0, from a copy of G, D and G_ema."""
-    import copy
-
+def _iteration(loss_module: Any, G: Any, D: Any, G_ema: Any, fx: dict[str, torch.Tensor], spec: dict[str, Any],
+               seed: int) -> dict[str, torch.Tensor]:
+    """One iteration of NVIDIA's training loop at batch_idx 0, from copies of G, D and G_ema."""
     G, D = _fp32_copy(G).train().requires_grad_(False), _fp32_copy(D).train().requires_grad_(False)
-    G_ema = copy.deepcopy(G).eval()
+    G_ema = _fp32_copy(G_ema).eval()
     o = spec["opt"]
     loss = loss_module.StyleGAN2Loss(torch.device("cpu"), G.mapping, G.synthesis, D, **spec["loss"])
     phases = []

@@ -9,6 +9,7 @@ from gancore.importing import ImportedModel, PublishedCheckpoint
 
 from gancore_stylegan2.config import StyleGAN2Config
 from gancore_stylegan2.nvidia_import import import_nvidia_stylegan2
+from gancore_stylegan2.tf_import import import_tf_stylegan2
 from gancore_stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator
 
 __all__ = ["CAPABILITIES", "StyleGAN2Backbone"]
@@ -42,5 +43,5 @@ class StyleGAN2Backbone:
 
     @hookimpl
     def gancore_import_networks(self, checkpoint: PublishedCheckpoint) -> ImportedModel | None:
-        """Map NVIDIA's StyleGAN2 networks (stylegan2-ada-pytorch, StyleGAN3 repo) onto ``stylegan2``."""
-        return import_nvidia_stylegan2(checkpoint)
+        """Map NVIDIA's StyleGAN2 networks (stylegan2-ada-pytorch, StyleGAN3 repo, TF-era config-f) onto ``stylegan2``."""
+        return import_nvidia_stylegan2(checkpoint) or import_tf_stylegan2(checkpoint)
