@@ -22,7 +22,8 @@ from gancore.importing import PublishedCheckpoint
 from gancore.pickle_reader import PickledModule
 
 FIXTURES = Path(__file__).parent / "fixtures"
-NAMES = ("paper256-tiny", "configf-tiny", "cifar-cond-tiny", "skip-d-tiny")
+#: Fixtures of stylegan2-ada-pytorch's networks, and of the StyleGAN3 repository's StyleGAN2.
+NAMES = ("paper256-tiny", "configf-tiny", "cifar-cond-tiny", "skip-d-tiny", "sg3-stylegan2-tiny")
 
 
 def load_fixture(name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

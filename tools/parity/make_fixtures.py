@@ -70,6 +70,22 @@ NETWORKS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Networks of the StyleGAN3 repository's StyleGAN2 (training/networks_stylegan2.py), made with
+#: ``--official`` pointing at a checkout of NVlabs/stylegan3: its own defaults (w_avg_beta 0.998,
+#: conv_clamp 256, 4 fp16 resolutions) and ``fused_modconv_default = 'inference_only'`` as its
+#: train.py sets for ``--cfg=stylegan2``.
+STYLEGAN3_NETWORKS: dict[str, dict[str, Any]] = {
+    "sg3-stylegan2-tiny": dict(
+        batch=4, psi=0.6, cutoff=None,
+        G=dict(z_dim=24, c_dim=0, w_dim=24, img_resolution=16, img_channels=3,
+               mapping_kwargs=dict(num_layers=2), channel_base=256, channel_max=24,
+               fused_modconv_default="inference_only"),
+        D=dict(c_dim=0, img_resolution=16, img_channels=3, channel_base=256, channel_max=24,
+               epilogue_kwargs=dict(mbstd_group_size=4)),
+    ),
+}
+
+
 def _plain(value: Any) -> Any:
     """A pickled attribute as JSON (numpy scalars to numbers, tuples to lists); None if not plain."""
     if isinstance(value, (bool, int, float, str)) or value is None:
@@ -157,7 +173,7 @@ def make_fixture(networks: Any, name: str, spec: dict[str, Any], seed: int) -> t
     meta = {
         "name": name,
         **({"training": meta_phases} if "loss" in spec else {}),
-        "official": "NVlabs/stylegan2-ada-pytorch training/networks.py",
+        "official": networks.__name__.replace(".", "/") + ".py",
         "truncation": {"psi": spec["psi"], "cutoff": spec["cutoff"]},
         "networks": {"G": module_tree(G), "G_ema": module_tree(G_ema), "D": module_tree(D)},
     }
@@ -281,16 +297,23 @@ def _iteration(loss_module: Any, G: Any, D: Any, G_ema: Any, fx: dict[str, torch
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--official", required=True, help="checkout of NVlabs/stylegan2-ada-pytorch (outside this repo)")
+    parser.add_argument("--official", required=True,
+                        help="checkout of NVlabs/stylegan2-ada-pytorch or NVlabs/stylegan3 (outside this repo)")
     parser.add_argument("--out", default="tests/parity/fixtures", help="folder to write (default tests/parity/fixtures)")
     parser.add_argument("--only", nargs="*", help="names to write (default all)")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(args.official).resolve()))
-    from training import networks  # the official code, from the given checkout
+    official = Path(args.official).resolve()
+    sys.path.insert(0, str(official))
+    if (official / "training" / "networks_stylegan2.py").is_file():  # the StyleGAN3 repository
+        from training import networks_stylegan2 as networks
+        specs = STYLEGAN3_NETWORKS
+    else:  # stylegan2-ada-pytorch
+        from training import networks  # the official code, from the given checkout
+        specs = NETWORKS
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for seed, (name, spec) in enumerate(NETWORKS.items()):
+    for seed, (name, spec) in enumerate(specs.items()):
         if args.only and name not in args.only:
             continue
         tensors, meta = make_fixture(networks, name, spec, seed=100 + seed)

@@ -111,7 +111,7 @@ def _generator_settings(G: PickledModule, where: str) -> tuple[dict[str, Any], l
     z_dim, c_dim, w_dim = (int(G.attribute(k)) for k in ("z_dim", "c_dim", "w_dim"))
     mapping, synthesis = G.child("mapping"), G.child("synthesis")
     num_layers, lr_multiplier = _mapping_settings(mapping, z_dim + (w_dim if c_dim else 0), f"{where} G.mapping")
-    widths, clamps, notes = {}, {}, []
+    widths, clamps, fused, notes = {}, {}, {}, []
     fp16 = []
     for res in [2**k for k in range(2, resolution.bit_length())]:
         block = synthesis.child(f"b{res}")
@@ -125,6 +125,8 @@ def _generator_settings(G: PickledModule, where: str) -> tuple[dict[str, Any], l
         _check_activation(layer, "lrelu", f"{where} G.synthesis.b{res}.conv1")
         widths[res] = int(layer.tensors()["weight"].shape[0])
         clamps[f"b{res}"] = layer.attribute("conv_clamp")
+        # The StyleGAN3 repository's blocks say how they modulate; stylegan2-ada-pytorch's fuse in eval only.
+        fused[f"b{res}"] = {True: True, False: False}.get(block.attribute("fused_modconv_default", "inference_only"))
         if block.attribute("use_fp16", False):
             fp16.append(res)
     if fp16:
@@ -138,7 +140,7 @@ def _generator_settings(G: PickledModule, where: str) -> tuple[dict[str, Any], l
         "z_dim": z_dim, "w_dim": w_dim, "mapping_layers": num_layers, "mapping_lr_multiplier": lr_multiplier,
         "channel_base": channel_base, "channel_max": channel_max,
         "w_avg_beta": mapping.attribute("w_avg_beta"), "conv_clamp": _same(clamps, "conv_clamp", f"{where} G"),
-        "noise_mode": "const",
+        "fused_modconv": _same(fused, "fused_modconv_default", f"{where} G"), "noise_mode": "const",
     }
     return settings, notes
 
