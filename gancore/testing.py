@@ -109,7 +109,8 @@ def capture_first_gradients(run: Any) -> dict[str, list[Any]]:
     """Record the gradients G's and D's optimizers apply in their first step from now on.
 
     Returns a dict that fills as the run trains: ``{"G": [grad per parameter], "D": [...]}``
-    (the main phase of the next training step, as R1 and path length come after it).
+    (the main phase of the next training step, as R1 and path length come after it; G's phases
+    come first, so D's first gradients are taken against the G that has just stepped).
     """
     grads: dict[str, list[Any]] = {}
     for net in ("G", "D"):

@@ -177,8 +177,8 @@ def test_a_detaching_transform_in_dreg_names_the_plugin(register_plugin):
         name = "rounder"
 
         @hookimpl
-        def gancore_augment(self, images):
-            return images.detach().round()
+        def gancore_augment(self, images, phase):
+            return images.detach().round() if phase == "Dreg" else None
 
     register_plugin(Rounder)
     run = Run.build(make_tiny_config("mlp", ["rounder"], d_reg_interval=1))

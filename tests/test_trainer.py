@@ -268,8 +268,8 @@ def test_bf16_autocast_is_active_in_the_main_phases():
     dtypes = []
     run.D.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
     run.train()
-    # Dmain (real, fake) and Gmain run in bf16; the R1 pass stays in fp32.
-    assert dtypes == [torch.bfloat16, torch.bfloat16, torch.float32, torch.bfloat16]
+    # Gmain and Dmain (real, fake) run in bf16; the R1 pass stays in fp32.
+    assert dtypes == [torch.bfloat16, torch.bfloat16, torch.bfloat16, torch.float32]
 
 
 def test_resume_drops_stats_logged_after_the_checkpoint(tmp_path):
