@@ -373,8 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="a checkpoint of the run, e.g. step-005000 (default: the newest)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("push", help="publish a run's checkpoint to the Hugging Face Hub")
-    p.add_argument("run_dir", help="run folder or checkpoint folder")
+    p = sub.add_parser("push", help="publish a run's checkpoint (or a model folder) to the Hugging Face Hub")
+    p.add_argument("run_dir", help="run folder, checkpoint folder, or model folder (gancore export / import)")
     p.add_argument("repo_id", help="Hub model repo, user/name (created if needed)")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--revision", "--branch", dest="revision", help="branch to push to (created if needed)")

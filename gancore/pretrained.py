@@ -285,7 +285,8 @@ def push_to_hub(
     commit_message: str | None = None,
 ) -> str:
     """Export a run's newest checkpoint (or a checkpoint folder) and upload it to the Hub repo
-    ``repo_id`` (created if needed; ``revision``: a branch, created from main if needed).
+    ``repo_id`` (created if needed; ``revision``: a branch, created from main if needed); an
+    exported folder (``gancore export``, ``gancore import``) is uploaded as it is.
     Returns the commit's URL.
 
     ``source`` may be a :class:`~gancore.run.Run` object being trained: a checkpoint of its
@@ -293,20 +294,29 @@ def push_to_hub(
     """
     import tempfile
 
-    from huggingface_hub import HfApi
-
+    if not hasattr(source, "save_checkpoint") and is_exported(Path(source)):
+        return _upload(Path(source), repo_id, private, revision, commit_message)
     checkpoint = _checkpoint_of_current_step(source) if hasattr(source, "save_checkpoint") else ckpt.find_checkpoint(source)
-    api = HfApi()
     with tempfile.TemporaryDirectory() as tmp:
         folder = export(checkpoint, Path(tmp) / "export", repo_id=repo_id)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision and revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        step = _read_json(folder / INDEX_FILE)["step"]
-        info = api.upload_folder(
-            folder_path=str(folder), repo_id=repo_id, revision=revision,
-            commit_message=commit_message or f"gancore: {checkpoint.name} (step {step})",
-        )
+        return _upload(folder, repo_id, private, revision, commit_message, checkpoint.name)
+
+
+def _upload(
+    folder: Path, repo_id: str, private: bool, revision: str | None, message: str | None, name: str | None = None
+) -> str:
+    """Upload an exported folder (as it is: nothing gancore would refuse to load) to ``repo_id``."""
+    from huggingface_hub import HfApi
+
+    check_files([p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()], str(folder))
+    index = _read_json(folder / INDEX_FILE)
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision and revision != "main":
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    imported = index.get("imported_from", {}).get("file")
+    default = f"gancore: {name or folder.name} (step {index['step']})" if not imported else f"gancore: imported {imported}"
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision, commit_message=message or default)
     return str(getattr(info, "commit_url", info))
 
 

@@ -108,3 +108,15 @@ def test_cli_import_from_a_url_downloads_once_and_records_it(tmp_path, http_file
         torch.testing.assert_close(G(fx["in.z"], _c(fx)), fx["out.images"], atol=ATOL, rtol=0)
     assert main(["import", http_files.url("missing.pkl"), str(tmp_path / "c")]) == 1
     assert not (tmp_path / "c").exists()
+
+
+def test_an_imported_model_pushes_and_loads_from_the_hub(hub, tmp_path):
+    pkl = write_nvidia_pickle(tmp_path / "ffhq-tiny.pkl", "cifar-cond-tiny", tmp_path / "ran")
+    out = tmp_path / "model"
+    assert main(["import", str(pkl), str(out)]) == 0
+    assert main(["push", str(out), "someone/imported"]) == 0
+    assert json.loads(hub.repo_files("someone/imported")["gan_index.json"])["imported_from"]["file"] == "ffhq-tiny.pkl"
+    fx, _ = load_fixture("cifar-cond-tiny")
+    with torch.no_grad():
+        G = gancore.from_pretrained("someone/imported")
+        torch.testing.assert_close(G(fx["in.z"], _c(fx)), fx["out.images"], atol=ATOL, rtol=0)
