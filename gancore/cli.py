@@ -63,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     manager = PluginManager()
     overrides = [*args.set, *([f"train.steps={args.steps}"] if args.steps is not None else [])]
+    overrides += [f"train.init={args.init}"] if args.init else []
     config = load_config(args.config, overrides, manager=manager)
     out = Path(args.out) if args.out else _default_out_dir(args.config)
     args.out = str(out)  # what main() reports if training is aborted
@@ -328,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set train.batch=64 (repeatable)")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start from a model folder or Hub repo's G, D and G_ema (gancore export / import): fine-tuning")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("resume", help="continue a run from its newest checkpoint")

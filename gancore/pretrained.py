@@ -28,6 +28,7 @@ __all__ = [
     "UnsafeFilesError",
     "export",
     "from_pretrained",
+    "initialise_from",
     "is_exported",
     "load_run",
     "push_to_hub",
@@ -275,6 +276,50 @@ def from_pretrained(
     if component != "D":
         network.cond_source = lambda size, rng: run.hooks.generator_inputs(run, size, rng)
     return network
+
+
+def initialise_from(run: "Run", source: str | Path, revision: str | None = None) -> Path:
+    """Load G, D and G_ema of a model folder or Hub repo into a freshly built ``run`` (fine-tuning).
+
+    Every tensor of the folder must exist in the run's networks with its shape; the run's own
+    tensors the folder lacks are allowed only in modules plugins attach (adapters, cond encoders,
+    attachments), which keep their fresh initialisation. Returns the folder read.
+    """
+    from gancore.backbone import PLUGIN_MODULE_GROUPS
+
+    path = Path(source)
+    if path.exists():
+        folder = path
+    elif _looks_like_repo_id(source):
+        folder = _download(str(source), revision)
+    else:
+        raise CheckpointError(f"train.init: {source}: no such model folder, nor a Hub repo id 'user/name'")
+    if not is_exported(folder):
+        raise CheckpointError(f"train.init: {folder}: not a model folder (no {INDEX_FILE}); make one with "
+                              "`gancore export` or `gancore import`")
+    check_files([p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()], str(folder))
+    files = _read_json(folder / INDEX_FILE).get("components", {})
+    for name in COMPONENTS:
+        if name not in files:
+            raise CheckpointError(f"{folder / INDEX_FILE}: names no component {name!r}")
+        file = folder / files[name]
+        tensors = ckpt.read_tensors(file)
+        network = getattr(run, name)
+        expected = network.state_dict()
+        unexpected = sorted(set(tensors) - set(expected))
+        missing = sorted(k for k in set(expected) - set(tensors) if k.split(".")[0] not in PLUGIN_MODULE_GROUPS)
+        mismatched = sorted(
+            f"{k} {list(tensors[k].shape)} vs {list(expected[k].shape)}"
+            for k in set(tensors) & set(expected) if tensors[k].shape != expected[k].shape
+        )
+        if unexpected or missing or mismatched:
+            raise CheckpointError(
+                f"train.init: {file} does not fit this run's {name} (missing: {missing[:6]}, unexpected: "
+                f"{unexpected[:6]}, shape mismatch (file vs run): {mismatched[:6]}); take the [backbone] table "
+                f"from {folder / 'config.json'}"
+            )
+        network.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=False)
+    return folder
 
 
 def push_to_hub(

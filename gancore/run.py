@@ -128,13 +128,15 @@ class Run:
         data_info: DataInfo | None = None,
         for_training: bool = True,
         source: str = "<config>",
+        initialise: bool = True,
     ) -> "Run":
         """Build a run: plugins, data, networks, ``gancore_setup``, G_ema and optimizers.
 
         ``config`` is a :class:`RunConfig` or a raw run-file dict (``source`` names where it came
         from in config errors). Without ``dataset`` the data set named in the config is loaded,
         unless ``data_info`` is given and ``for_training`` is False (rebuilding a run to sample
-        from it). Nothing is written until training starts.
+        from it). ``train.init`` loads a model folder's weights (``initialise=False``, as on resume,
+        skips it). Nothing is written until training starts.
         """
         manager = manager or PluginManager()
         if not isinstance(config, RunConfig):
@@ -179,6 +181,10 @@ class Run:
         run.D.to(device)
         run.G_ema = copy.deepcopy(run.G).eval().requires_grad_(False)
         train = config.train
+        if for_training and train.init is not None and initialise:
+            from gancore.pretrained import initialise_from
+
+            initialise_from(run, train.init)
         run.G_main, run.D_main = run.G, run.D
         if train.compile and for_training:
             # Only the main phases: compiled graphs cannot be differentiated twice (R1, path length).
@@ -227,7 +233,7 @@ class Run:
                 raw["train"] = {**raw.get("train", {}), "steps": steps}
             if overrides:
                 raw = apply_overrides(raw, overrides, source=f"{checkpoint / 'state.json'} (--set)")
-            run = cls.build(raw, out_dir=run_dir, manager=manager, source=str(checkpoint / "state.json"))
+            run = cls.build(raw, out_dir=run_dir, manager=manager, source=str(checkpoint / "state.json"), initialise=False)
             run.lock = lock
             run.load_checkpoint(checkpoint, state)
         except ckpt.CheckpointError as exc:

@@ -120,3 +120,30 @@ def test_an_imported_model_pushes_and_loads_from_the_hub(hub, tmp_path):
     with torch.no_grad():
         G = gancore.from_pretrained("someone/imported")
         torch.testing.assert_close(G(fx["in.z"], _c(fx)), fx["out.images"], atol=ATOL, rtol=0)
+
+
+def test_train_init_fine_tunes_an_imported_model(tmp_path):
+    pkl = write_nvidia_pickle(tmp_path / "net.pkl", "configf-tiny", tmp_path / "ran")
+    model = tmp_path / "model"
+    assert main(["import", str(pkl), str(model)]) == 0
+    backbone = json.loads((model / "config.json").read_text())["backbone"]
+    run_file = tmp_path / "finetune.json"
+    run_file.write_text(json.dumps({
+        "backbone": {**backbone, "noise_mode": "random"},
+        "data": {"name": "synthetic-images", "resolution": 32, "channels": 3, "num_samples": 16},
+        "train": {"steps": 1, "batch": 8, "progress": False, "tensorboard": False, "grid": 4},
+    }))
+    from gancore.api import load_config
+    from gancore.run import Run
+
+    run = Run.build(load_config(run_file, [f"train.init={model}"]))
+    reference = gancore.from_pretrained(model, component="D")
+    for (key, mine), theirs in zip(run.D.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(mine, theirs), key
+    assert main(["train", str(run_file), "--init", str(model), "--out", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["init"] == str(model)
+    # Settings that do not fit the model are refused by name, before anything is written.
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**json.loads(run_file.read_text()), "backbone": {**backbone, "channel_max": 16}}))
+    assert main(["train", str(wrong), "--init", str(model), "--out", str(tmp_path / "run2")]) == 2
+    assert not (tmp_path / "run2").exists()
