@@ -47,25 +47,41 @@ def _resolutions(names: list[str], prefix: str) -> list[int]:
     return sorted({int(m[1]) for n in names if (m := re.match(rf"{prefix}(\d+)x\1/", n))})
 
 
+class _Variables:
+    """A network's TF variables, recording which ones a conversion took."""
+
+    def __init__(self, variables: dict[str, np.ndarray]):
+        self.all = variables
+        self.used: set[str] = set()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.all
+
+    def take(self, name: str) -> np.ndarray:
+        self.used.add(name)
+        return self.all[name]
+
+    def mapping(self, embed: str, dense: str) -> dict[str, torch.Tensor]:
+        """A mapping network's label embedding (scope ``embed``) and layers (``dense.format(i)``)."""
+        out = {}
+        if f"{embed}/weight" in self:
+            out["mapping.embed.weight"] = _t(self.take(f"{embed}/weight").T)
+            out["mapping.embed.bias"] = _t(self.take(f"{embed}/bias"))
+        i = 0
+        while f"{dense.format(i)}/weight" in self:
+            out[f"mapping.fc{i}.weight"] = _t(self.take(f"{dense.format(i)}/weight").T)
+            out[f"mapping.fc{i}.bias"] = _t(self.take(f"{dense.format(i)}/bias"))
+            i += 1
+        return out
+
+
 def tf_generator_tensors(variables: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], set[str]]:
     """NVIDIA's PyTorch G tensors (its names) from a TF G's variables, and the variables used."""
-    v, out, used = variables, {}, set()
-
-    def take(name: str) -> np.ndarray:
-        used.add(name)
-        return v[name]
-
-    out["mapping.w_avg"] = _t(take("dlatent_avg"))
-    if "mapping/LabelEmbed/weight" in v:
-        out["mapping.embed.weight"] = _t(take("mapping/LabelEmbed/weight").T)
-        out["mapping.embed.bias"] = _t(take("mapping/LabelEmbed/bias"))
-    i = 0
-    while f"mapping/Dense{i}/weight" in v:
-        out[f"mapping.fc{i}.weight"] = _t(take(f"mapping/Dense{i}/weight").T)
-        out[f"mapping.fc{i}.bias"] = _t(take(f"mapping/Dense{i}/bias"))
-        i += 1
+    v = _Variables(variables)
+    take = v.take
+    out = {"mapping.w_avg": _t(take("dlatent_avg")), **v.mapping("mapping/LabelEmbed", "mapping/Dense{}")}
     out["synthesis.b4.const"] = _t(take("synthesis/4x4/Const/const")[0])
-    for r in _resolutions(list(v), "synthesis/"):
+    for r in _resolutions(list(variables), "synthesis/"):
         s = f"synthesis/{r}x{r}"
         layers = [("conv1", f"{s}/Conv", False, 0)] if r == 4 else [
             ("conv0", f"{s}/Conv0_up", True, 2 * int(np.log2(r)) - 5), ("conv1", f"{s}/Conv1", False, 2 * int(np.log2(r)) - 4)]
@@ -82,18 +98,15 @@ def tf_generator_tensors(variables: dict[str, np.ndarray]) -> tuple[dict[str, to
         out[f"{p}.bias"] = _t(take(f"{s}/ToRGB/bias"))
         out[f"{p}.affine.weight"] = _t(take(f"{s}/ToRGB/mod_weight").T)
         out[f"{p}.affine.bias"] = _t(take(f"{s}/ToRGB/mod_bias") + 1)
-    return out, used
+    return out, v.used
 
 
 def tf_discriminator_tensors(variables: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], set[str]]:
     """NVIDIA's PyTorch D tensors (its names) from a TF D's variables, and the variables used."""
-    v, out, used = variables, {}, set()
-
-    def take(name: str) -> np.ndarray:
-        used.add(name)
-        return v[name]
-
-    for r in _resolutions(list(v), ""):
+    v = _Variables(variables)
+    take = v.take
+    out = v.mapping("LabelEmbed", "Mapping{}")
+    for r in _resolutions(list(variables), ""):
         if r == 4:
             continue
         if f"{r}x{r}/FromRGB/weight" in v:
@@ -107,21 +120,13 @@ def tf_discriminator_tensors(variables: dict[str, np.ndarray]) -> tuple[dict[str
     if "4x4/FromRGB/weight" in v:
         out["b4.fromrgb.weight"] = _kernel(take("4x4/FromRGB/weight"))
         out["b4.fromrgb.bias"] = _t(take("4x4/FromRGB/bias"))
-    if "LabelEmbed/weight" in v:
-        out["mapping.embed.weight"] = _t(take("LabelEmbed/weight").T)
-        out["mapping.embed.bias"] = _t(take("LabelEmbed/bias"))
-    i = 0
-    while f"Mapping{i}/weight" in v:
-        out[f"mapping.fc{i}.weight"] = _t(take(f"Mapping{i}/weight").T)
-        out[f"mapping.fc{i}.bias"] = _t(take(f"Mapping{i}/bias"))
-        i += 1
     out["b4.conv.weight"] = _kernel(take("4x4/Conv/weight"))
     out["b4.conv.bias"] = _t(take("4x4/Conv/bias"))
     out["b4.fc.weight"] = _t(take("4x4/Dense0/weight").T)
     out["b4.fc.bias"] = _t(take("4x4/Dense0/bias"))
     out["b4.out.weight"] = _t(take("Output/weight").T)
     out["b4.out.bias"] = _t(take("Output/bias"))
-    return out, used
+    return out, v.used
 
 
 def _kwargs(net: PickledTFNetwork, known: set[str], where: str) -> dict[str, Any]:
