@@ -295,6 +295,31 @@ def _iteration(loss_module: Any, G: Any, D: Any, G_ema: Any, fx: dict[str, torch
     return out
 
 
+#: ADA's ops (NVIDIA's AugmentPipe arguments), each alone and all at once (the ``bgc`` preset).
+AUGMENT_OPS = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac",
+               "brightness", "contrast", "lumaflip", "hue", "saturation")
+#: NVIDIA's deterministic mode: every op applied, every random number replaced by this percentile.
+AUGMENT_PERCENTILES = (0.1, 0.35, 0.6, 0.85)
+
+
+def make_augment_fixture(augment_module: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """NVIDIA's AugmentPipe outputs with ``debug_percentile``, per op and for all of them at once."""
+    gen = torch.Generator().manual_seed(7)
+    tensors: dict[str, torch.Tensor] = {}
+    cases = []
+    for channels in (1, 3):
+        images = (torch.rand([2, channels, 16, 16], generator=gen) * 2 - 1)
+        tensors[f"in.images.{channels}"] = images
+        for ops in [(op,) for op in AUGMENT_OPS] + [AUGMENT_OPS]:
+            pipe = augment_module.AugmentPipe(**{op: 1 for op in ops})
+            for percentile in AUGMENT_PERCENTILES:
+                name = f"{'+'.join(ops) if len(ops) == 1 else 'bgc'}.{channels}.{percentile}"
+                with torch.no_grad():
+                    tensors[f"out.{name}"] = pipe(images.clone(), debug_percentile=percentile)
+                cases.append({"name": name, "ops": list(ops), "channels": channels, "percentile": percentile})
+    return tensors, {"official": augment_module.__name__.replace(".", "/") + ".py", "cases": cases}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--official", required=True,
@@ -321,6 +346,13 @@ def main() -> int:
         (out / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         size = (out / f"{name}.safetensors").stat().st_size
         print(f"{name}: {len(tensors)} tensors, {size / 1e6:.2f} MB")
+    if specs is NETWORKS and (not args.only or "ada-augmentpipe" in args.only):
+        from training import augment  # NVIDIA's ADA pipeline, from the given checkout
+
+        tensors, meta = make_augment_fixture(augment)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "ada-augmentpipe.safetensors"))
+        (out / "ada-augmentpipe.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        print(f"ada-augmentpipe: {len(meta['cases'])} cases")
     return 0
 
 
