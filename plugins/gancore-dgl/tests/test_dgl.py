@@ -3,10 +3,13 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import gancore
+from gancore import hookimpl
+from gancore_dgl.plugin import teacher_term
 from gancore.config import ConfigError
 from gancore.pretrained import export
 from gancore.testing import capture_first_gradients, make_tiny_config
@@ -194,3 +197,61 @@ def test_pathreg_ens_and_train_mode_in_a_run(teacher_dir):
     assert "Loss/G/dgl_teacher" in student.last_stats
     assert "pathreg_ens" in student.hooks.model_card(student)
     assert not _student(teacher_dir, steps=1).plugins["dgl"].teacher.training
+
+
+# -- parity with yuesongtian/DGL-GAN's StyleGAN2 losses ---------------------------------------------
+# Its StyleGAN2 side is TensorFlow 1, which does not run here; these are numpy transcriptions of its
+# expressions in stylegan2_dgl/training/loss.py (commit 21cbaba), per fake, before the training
+# loop's reduce_mean:
+#   G_dg_logistic_ns (lines 70-81), the plain teacher term:
+#       loss = softplus(-D(G(z))) + alpha * softplus(-D_bar(G(z)))
+#   G_pathreg_ens (lines 678-698), with one teacher D_bar:
+#       coeff = stop_gradient(-D_bar); ignore = stop_gradient(D_bar < 0)
+#       loss = softplus(-D(G(z))) + alpha * coeff * softplus(-D_bar) * ignore
+
+
+def _np_softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _official_g_loss(d, d_bar, alpha, kind):
+    """The per-fake G loss of DGL-GAN's StyleGAN2 code, and its derivative in D_bar (stop_gradient held)."""
+    if kind == "adversarial":
+        term, dterm = _np_softplus(-d_bar), -1 / (1 + np.exp(d_bar))
+    else:
+        coeff, ignore = -d_bar, (d_bar < 0).astype(d_bar.dtype)
+        term, dterm = coeff * _np_softplus(-d_bar) * ignore, coeff * (-1 / (1 + np.exp(d_bar))) * ignore
+    return _np_softplus(-d) + alpha * term, alpha * dterm
+
+
+@pytest.mark.parametrize("kind,alpha", [("adversarial", 0.1), ("pathreg_ens", 0.5)])
+def test_g_loss_equals_dgl_gans_official_expressions(teacher_dir, register_plugin, kind, alpha):
+    seen = {}
+
+    class Spy:
+        name = "spy"
+
+        @hookimpl
+        def gancore_g_loss(self, fake, d_fake):
+            seen["fake"], seen["d_fake"] = fake, d_fake.detach()
+
+    register_plugin(Spy)
+    raw = make_tiny_config("dcgan", [{"name": "dgl", "teacher": str(teacher_dir), "teacher_loss": kind,
+                                      "weight": alpha}, "spy"], steps=1)
+    student = Run.build(raw)
+    teacher = student.plugins["dgl"].teacher
+    with torch.no_grad():  # centre the tiny teacher's scores on 0, so both sides of pathreg_ens's mask occur
+        bias = [p for n, p in teacher.named_parameters() if n.endswith("bias") and p.numel() == 1][-1]
+        bias -= teacher(student.G(torch.randn(16, student.G.z_dim))).median()
+    student.hooks.step_start(student)  # stage 2: the teacher term is on
+    stats = student.trainer.g_main(8)
+    assert "Loss/G/dgl_teacher" in stats
+    d_bar = teacher(seen["fake"].detach().requires_grad_(True), None)
+    official, d_official = _official_g_loss(seen["d_fake"].double().numpy(), d_bar.detach().double().numpy(), alpha, kind)
+    if kind == "pathreg_ens":  # both sides of the mask occur, so the test sees it
+        assert (d_bar < 0).any() and (d_bar >= 0).any()
+    assert stats["Loss/G/total"] == pytest.approx(float(official.mean()), rel=1e-5, abs=1e-6)
+    # The gradient the teacher term sends back through D_bar, as TF's stop_gradient semantics give it.
+    term = alpha * teacher_term(d_bar, kind).mean()
+    (grad,) = torch.autograd.grad(term, d_bar)
+    np.testing.assert_allclose(grad.double().numpy(), d_official / len(d_official), rtol=1e-5, atol=1e-8)
