@@ -29,6 +29,8 @@ __all__ = ["CheckpointImportError", "ImportedModel", "PublishedCheckpoint", "imp
 
 #: The networks a model folder holds.
 NETWORKS: tuple[str, ...] = ("G", "D", "G_ema")
+#: The networks of NVIDIA's PyTorch snapshots (their other entries are training state).
+NVIDIA_NETWORKS: tuple[str, ...] = ("G", "D", "G_ema")
 
 
 class CheckpointImportError(CheckpointError):
@@ -96,7 +98,9 @@ def read_checkpoint(path: str | Path) -> PublishedCheckpoint:
         networks: dict[str, Any] = dict(zip(("G", "D", "Gs"), value))
         extras: dict[str, Any] = {}
     elif isinstance(value, dict):
-        networks = {k: v for k, v in value.items() if isinstance(v, (PickledModule, PickledTFNetwork))}
+        # A training snapshot's networks; the rest (NVIDIA's augment_pipe, training_set_kwargs, ...)
+        # is training state that a model folder does not hold.
+        networks = {k: v for k, v in value.items() if k in NVIDIA_NETWORKS and isinstance(v, (PickledModule, PickledTFNetwork))}
         extras = {k: v for k, v in value.items() if k not in networks}
     else:
         raise CheckpointImportError(
@@ -133,6 +137,10 @@ def _map(checkpoint: PublishedCheckpoint, manager: "PluginManager") -> ImportedM
             "The checkpoint may come from a method's fork (GLeaD, EqGAN-SA) whose plugin adds these modules; "
             "nothing was written"
         )
+    skipped = [f"{k} ({v.class_name})" for k, v in checkpoint.extras.items() if isinstance(v, PickledModule)]
+    if skipped:
+        note = f"not imported: the file's training state {', '.join(skipped)} (e.g. ADA's augmentation probability)"
+        model = attrs.evolve(model, notes=(*model.notes, note))
     return model
 
 

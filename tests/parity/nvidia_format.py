@@ -108,6 +108,13 @@ def _fake_modules() -> dict[str, types.ModuleType]:
             "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": util}
 
 
+def persistent_module(class_name: str, tensors: dict[str, torch.Tensor], attributes: dict[str, Any], flag: Path) -> _Persistent:
+    """Any module in NVIDIA's persistence format (e.g. an ``AugmentPipe`` for a snapshot's extras)."""
+    tree = {"class_name": class_name, "attributes": attributes, "init_args": [], "init_kwargs": {},
+            "parameters": [], "buffers": sorted(tensors), "children": {}}
+    return _persistent(tree, tensors, "", flag)
+
+
 def write_nvidia_pickle(path: Path, name: str, flag: Path, extras: dict[str, Any] | None = None,
                         networks: tuple[str, ...] = ("G", "D", "G_ema")) -> Path:
     """Write fixture ``name`` as NVIDIA's training loop writes a snapshot (``{G, D, G_ema, ...}``)."""

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from nvidia_format import NAMES, checkpoint, load_fixture, write_nvidia_pickle
+from nvidia_format import NAMES, checkpoint, load_fixture, persistent_module, write_nvidia_pickle
 
 import gancore
 from gancore.cli import main
@@ -72,8 +72,9 @@ def test_settings_come_from_the_modules(imported):
 @pytest.mark.parametrize("name", ["configf-tiny", "cifar-cond-tiny"])
 def test_cli_import_of_an_nvidia_pickle_renders_the_official_images(tmp_path, name):
     flag = tmp_path / "module_src-ran"
-    pkl = write_nvidia_pickle(tmp_path / "network-snapshot-000120.pkl", name, flag,
-                              extras={"training_set_kwargs": {"path": "~/datasets/cifar10.zip", "use_labels": True}})
+    augment_pipe = persistent_module("AugmentPipe", {"p": torch.tensor(0.3)}, {"xflip": 1.0}, flag)
+    pkl = write_nvidia_pickle(tmp_path / "network-snapshot-000120.pkl", name, flag, extras={
+        "training_set_kwargs": {"path": "~/datasets/cifar10.zip", "use_labels": True}, "augment_pipe": augment_pipe})
     out = tmp_path / "model"
     assert main(["import", str(pkl), str(out)]) == 0
     assert not flag.exists(), "the pickle's module_src was executed"
@@ -87,6 +88,7 @@ def test_cli_import_of_an_nvidia_pickle_renders_the_official_images(tmp_path, na
     assert index["nimg"] == 120_000 and index["imported_from"]["file"] == pkl.name
     card = (out / "README.md").read_text()
     assert index["imported_from"]["sha256"] in card and "licence of their source" in card
+    assert "not imported: the file's training state augment_pipe (AugmentPipe)" in card
     config = json.loads((out / "config.json").read_text())
     assert config["gancore"]["data_info"]["name"] == "cifar10"
     assert main(["sample", str(out), "--n", "4", "--out", str(tmp_path / "grid.png")]) == 0
