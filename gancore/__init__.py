@@ -9,6 +9,7 @@ from gancore.run import Run  # noqa: E402
 from gancore.trainer import Trainer  # noqa: E402
 from gancore.api import load_config, resume, train  # noqa: E402
 from gancore.pretrained import export, from_pretrained, push_to_hub  # noqa: E402
+from gancore.importing import import_checkpoint  # noqa: E402
 
 __all__ = [
     "ConfigError",
@@ -20,6 +21,7 @@ __all__ = [
     "export",
     "from_pretrained",
     "hookimpl",
+    "import_checkpoint",
     "load_config",
     "push_to_hub",
     "resume",
