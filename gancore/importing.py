@@ -256,7 +256,7 @@ def _write_folder(
     folder: Path, run: "Run", model: ImportedModel, checkpoint: PublishedCheckpoint, url: str | None, nimg: int
 ) -> None:
     from gancore.modelcard import render_import_card
-    from gancore.pretrained import FORMAT_VERSION, INDEX_FILE
+    from gancore.model_folder import FORMAT_VERSION, INDEX_FILE
 
     provenance = {"file": Path(checkpoint.source).name, "sha256": checkpoint.sha256, "url": url}
     config = run.resolved_config()

@@ -13,6 +13,18 @@ from gancore import checkpoint as ckpt
 from gancore.backbone import DataInfo
 from gancore.checkpoint import CheckpointError
 from gancore.config import META_KEY
+from gancore.model_folder import (  # noqa: F401  (the folder format, re-exported here)
+    ALLOWED_SUFFIXES,
+    COMPONENTS,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    UnsafeFilesError,
+    check_files,
+    initialise_from,
+    is_exported,
+)
+from gancore.model_folder import looks_like_repo_id as _looks_like_repo_id
+from gancore.model_folder import read_json as _read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -34,26 +46,8 @@ __all__ = [
     "push_to_hub",
 ]
 
-#: The networks a run holds, by the names of their files.
-COMPONENTS: tuple[str, ...] = ("G", "D", "G_ema")
-#: The file naming an exported folder's networks.
-INDEX_FILE = "gan_index.json"
-FORMAT_VERSION = 1
-#: What an exported folder or Hub repo may hold (anything else is refused, nothing else is read).
-ALLOWED_SUFFIXES: tuple[str, ...] = (".json", ".safetensors", ".md", ".png", ".gitattributes")
-
-
-class UnsafeFilesError(CheckpointError):
-    """A folder or repo holds files gancore never reads (pickles, code, ...); it is refused."""
-
-
 class MissingPluginError(CheckpointError):
     """A model needs a plugin (or backbone) that is not installed."""
-
-
-def is_exported(path: Path) -> bool:
-    """Whether ``path`` is an exported folder (it holds ``gan_index.json``)."""
-    return (path / INDEX_FILE).is_file()
 
 
 def export(source: str | Path, out_dir: str | Path, repo_id: str | None = None) -> Path:
@@ -114,16 +108,6 @@ def _write_card_and_grid(checkpoint: Path, folder: Path, repo_id: str | None) ->
     (folder / "README.md").write_text(card, encoding="utf-8")
 
 
-def check_files(names: "list[str]", where: str) -> None:
-    """Refuse a folder or repo holding any file gancore does not read (by name)."""
-    unsafe = sorted(n for n in names if not n.endswith(ALLOWED_SUFFIXES))
-    if unsafe:
-        raise UnsafeFilesError(
-            f"{where} holds files gancore never loads ({', '.join(unsafe)}); refusing it: a gancore model is "
-            "JSON and safetensors only (plus README.md and PNG images)"
-        )
-
-
 def _check_plugins(config: dict[str, Any], manager: "PluginManager", where: str) -> None:
     from gancore.plugins import UnknownPluginError
 
@@ -148,18 +132,6 @@ def _check_plugins(config: dict[str, Any], manager: "PluginManager", where: str)
         except UnknownPluginError:
             dist = f"gancore-{str(name).replace('_', '-')}"
             raise MissingPluginError(f"{where}: this model needs {dist}; pip install {dist}") from None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return value
 
 
 def _load_exported(
@@ -233,11 +205,6 @@ def load_run(
     return _load_exported(_download(str(source), revision), components, manager)
 
 
-def _looks_like_repo_id(source: str | Path) -> bool:
-    text = str(source)
-    return not isinstance(source, Path) and not text.startswith((".", "/", "~")) and text.count("/") == 1
-
-
 def from_pretrained(
     repo_id_or_path: str | Path,
     revision: str | None = None,
@@ -276,50 +243,6 @@ def from_pretrained(
     if component != "D":
         network.cond_source = lambda size, rng: run.hooks.generator_inputs(run, size, rng)
     return network
-
-
-def initialise_from(run: "Run", source: str | Path, revision: str | None = None) -> Path:
-    """Load G, D and G_ema of a model folder or Hub repo into a freshly built ``run`` (fine-tuning).
-
-    Every tensor of the folder must exist in the run's networks with its shape; the run's own
-    tensors the folder lacks are allowed only in modules plugins attach (adapters, cond encoders,
-    attachments), which keep their fresh initialisation. Returns the folder read.
-    """
-    from gancore.backbone import PLUGIN_MODULE_GROUPS
-
-    path = Path(source)
-    if path.exists():
-        folder = path
-    elif _looks_like_repo_id(source):
-        folder = _download(str(source), revision)
-    else:
-        raise CheckpointError(f"train.init: {source}: no such model folder, nor a Hub repo id 'user/name'")
-    if not is_exported(folder):
-        raise CheckpointError(f"train.init: {folder}: not a model folder (no {INDEX_FILE}); make one with "
-                              "`gancore export` or `gancore import`")
-    check_files([p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()], str(folder))
-    files = _read_json(folder / INDEX_FILE).get("components", {})
-    for name in COMPONENTS:
-        if name not in files:
-            raise CheckpointError(f"{folder / INDEX_FILE}: names no component {name!r}")
-        file = folder / files[name]
-        tensors = ckpt.read_tensors(file)
-        network = getattr(run, name)
-        expected = network.state_dict()
-        unexpected = sorted(set(tensors) - set(expected))
-        missing = sorted(k for k in set(expected) - set(tensors) if k.split(".")[0] not in PLUGIN_MODULE_GROUPS)
-        mismatched = sorted(
-            f"{k} {list(tensors[k].shape)} vs {list(expected[k].shape)}"
-            for k in set(tensors) & set(expected) if tensors[k].shape != expected[k].shape
-        )
-        if unexpected or missing or mismatched:
-            raise CheckpointError(
-                f"train.init: {file} does not fit this run's {name} (missing: {missing[:6]}, unexpected: "
-                f"{unexpected[:6]}, shape mismatch (file vs run): {mismatched[:6]}); take the [backbone] table "
-                f"from {folder / 'config.json'}"
-            )
-        network.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=False)
-    return folder
 
 
 def push_to_hub(

@@ -182,7 +182,7 @@ class Run:
         run.G_ema = copy.deepcopy(run.G).eval().requires_grad_(False)
         train = config.train
         if for_training and train.init is not None and initialise:
-            from gancore.pretrained import initialise_from
+            from gancore.model_folder import initialise_from
 
             initialise_from(run, train.init)
         run.G_main, run.D_main = run.G, run.D

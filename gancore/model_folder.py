@@ -1,0 +1,117 @@
+"""The model folder format (``gan_index.json``, ``config.json``, one safetensors file per network), and
+starting a run from a model folder's weights."""
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gancore import checkpoint as ckpt
+from gancore.checkpoint import CheckpointError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gancore.run import Run
+
+__all__ = [
+    "ALLOWED_SUFFIXES",
+    "COMPONENTS",
+    "FORMAT_VERSION",
+    "INDEX_FILE",
+    "UnsafeFilesError",
+    "check_files",
+    "initialise_from",
+    "is_exported",
+    "looks_like_repo_id",
+    "read_json",
+]
+
+#: The networks a run holds, by the names of their files.
+COMPONENTS: tuple[str, ...] = ("G", "D", "G_ema")
+#: The file naming an exported folder's networks.
+INDEX_FILE = "gan_index.json"
+FORMAT_VERSION = 1
+#: What an exported folder or Hub repo may hold (anything else is refused, nothing else is read).
+ALLOWED_SUFFIXES: tuple[str, ...] = (".json", ".safetensors", ".md", ".png", ".gitattributes")
+
+
+class UnsafeFilesError(CheckpointError):
+    """A folder or repo holds files gancore never reads (pickles, code, ...); it is refused."""
+
+
+def is_exported(path: Path) -> bool:
+    """Whether ``path`` is an exported folder (it holds ``gan_index.json``)."""
+    return (path / INDEX_FILE).is_file()
+
+
+def check_files(names: "list[str]", where: str) -> None:
+    """Refuse a folder or repo holding any file gancore does not read (by name)."""
+    unsafe = sorted(n for n in names if not n.endswith(ALLOWED_SUFFIXES))
+    if unsafe:
+        raise UnsafeFilesError(
+            f"{where} holds files gancore never loads ({', '.join(unsafe)}); refusing it: a gancore model is "
+            "JSON and safetensors only (plus README.md and PNG images)"
+        )
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; a missing, invalid or non-object file is a CheckpointError naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return value
+
+
+def looks_like_repo_id(source: str | Path) -> bool:
+    """Whether ``source`` reads as a Hub repo id ``user/name`` (not a path)."""
+    text = str(source)
+    return not isinstance(source, Path) and not text.startswith((".", "/", "~")) and text.count("/") == 1
+
+
+def initialise_from(run: "Run", source: str | Path, revision: str | None = None) -> Path:
+    """Load G, D and G_ema of a model folder or Hub repo into a freshly built ``run`` (fine-tuning).
+
+    Every tensor of the folder must exist in the run's networks with its shape; the run's own
+    tensors the folder lacks are allowed only in modules plugins attach (adapters, cond encoders,
+    attachments), which keep their fresh initialisation. Returns the folder read.
+    """
+    from gancore.backbone import PLUGIN_MODULE_GROUPS
+
+    path = Path(source)
+    if path.exists():
+        folder = path
+    elif looks_like_repo_id(source):
+        from gancore.pretrained import _download  # the Hub only when a run asks for a Hub repo
+
+        folder = _download(str(source), revision)
+    else:
+        raise CheckpointError(f"train.init: {source}: no such model folder, nor a Hub repo id 'user/name'")
+    if not is_exported(folder):
+        raise CheckpointError(f"train.init: {folder}: not a model folder (no {INDEX_FILE}); make one with "
+                              "`gancore export` or `gancore import`")
+    check_files([p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()], str(folder))
+    files = read_json(folder / INDEX_FILE).get("components", {})
+    for name in COMPONENTS:
+        if name not in files:
+            raise CheckpointError(f"{folder / INDEX_FILE}: names no component {name!r}")
+        file = folder / files[name]
+        tensors = ckpt.read_tensors(file)
+        network = getattr(run, name)
+        expected = network.state_dict()
+        unexpected = sorted(set(tensors) - set(expected))
+        missing = sorted(k for k in set(expected) - set(tensors) if k.split(".")[0] not in PLUGIN_MODULE_GROUPS)
+        mismatched = sorted(
+            f"{k} {list(tensors[k].shape)} vs {list(expected[k].shape)}"
+            for k in set(tensors) & set(expected) if tensors[k].shape != expected[k].shape
+        )
+        if unexpected or missing or mismatched:
+            raise CheckpointError(
+                f"train.init: {file} does not fit this run's {name} (missing: {missing[:6]}, unexpected: "
+                f"{unexpected[:6]}, shape mismatch (file vs run): {mismatched[:6]}); take the [backbone] table "
+                f"from {folder / 'config.json'}"
+            )
+        network.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=False)
+    return folder
