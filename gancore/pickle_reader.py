@@ -153,6 +153,31 @@ class _TFNetworkStub:
         object.__setattr__(self, "_state", state)
 
 
+class _TorchModuleStub:
+    """Stands in for a plain ``torch.nn`` layer pickled inside a network (EqGAN-SA's SEL holds
+    ``Sequential``, ``InstanceNorm2d`` and ``LeakyReLU``); keeps only its state."""
+
+    class_name = "Module"
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise PickleReadError(f"a pickled {self.class_name}'s state is a {type(state).__name__}, not a dict")
+        object.__setattr__(self, "_state", state)
+
+
+#: Plain torch layers a network pickle may hold (as inert records; their code is torch's own).
+_TORCH_LAYERS = {
+    "torch.nn.modules.container": ("Sequential",),
+    "torch.nn.modules.instancenorm": ("InstanceNorm2d",),
+    "torch.nn.modules.activation": ("LeakyReLU",),
+}
+
+
+def _inert_hook(*args: Any, **kwargs: Any) -> None:
+    """Stands in for a function a pickled module kept as a hook (EqGAN-SA's Grad-CAM hooks); never run."""
+    raise PickleReadError("a pickled network's hook function was called; gancore never runs a pickle's code")
+
+
 def _source_record(meta: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
     src = meta.get("module_src") or ""
     if not isinstance(src, str):
@@ -230,6 +255,12 @@ def _allowed() -> dict[tuple[str, str], Any]:
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         table[(module, "scalar")] = _numpy_scalar
         table[(module, "_reconstruct")] = _numpy_reconstruct
+    for module, names in _TORCH_LAYERS.items():
+        for name in names:
+            table[(module, name)] = type(name, (_TorchModuleStub,), {"class_name": name})
+    # EqGAN-SA's D keeps its training loss's Grad-CAM hooks in its pickled hook dicts.
+    table[("training.loss", "grad_hook")] = _inert_hook
+    table[("training.loss", "activation_hook")] = _inert_hook
     return table
 
 
@@ -284,9 +315,14 @@ def _tf_record(stub: _TFNetworkStub, where: str) -> PickledTFNetwork:
 
 
 def _records(value: Any, where: str) -> Any:
-    """Turn TF Network stubs (anywhere in tuples, lists or dicts) into PickledTFNetwork records."""
+    """Turn TF Network stubs into PickledTFNetwork records and plain torch layers into
+    PickledModule records, anywhere in tuples, lists, dicts and networks' states."""
     if isinstance(value, _TFNetworkStub):
         return _tf_record(value, where)
+    if isinstance(value, _TorchModuleStub):
+        return PickledModule(class_name=value.class_name, state=_records(value._state, where))
+    if isinstance(value, PickledModule):
+        return attrs.evolve(value, state=_records(dict(value.state), where))
     if isinstance(value, tuple):
         return tuple(_records(v, where) for v in value)
     if isinstance(value, list):

@@ -26,30 +26,44 @@ def _is_stylegan2_generator(net: Any) -> bool:
     return synthesis is not None and "b4" in synthesis.children and "mapping" in net.children
 
 
-def generator_name(key: str) -> str:
+#: NVIDIA's StyleGAN2 tensor names (anything else in a file belongs to a method's modules).
+_G_KEYS = re.compile(
+    r"mapping\.((fc\d+|embed)\.(weight|bias)|w_avg)"
+    r"|synthesis\.b\d+\.(const|resample_filter)"
+    r"|synthesis\.b\d+\.(conv0|conv1|torgb)\.(weight|bias|noise_const|noise_strength|resample_filter|affine\.(weight|bias))"
+)
+_D_KEYS = re.compile(
+    r"b\d+\.(fromrgb|conv0|conv1|skip|conv|fc|out)\.(weight|bias|resample_filter)|b\d+\.resample_filter"
+    r"|mapping\.(fc\d+|embed)\.(weight|bias)"
+)
+
+
+def generator_name(key: str) -> str | None:
     """NVIDIA's G tensor name -> the stylegan2 backbone's (``mapping.fc3.weight`` ->
-    ``mapping_network.layers.3.weight``, ``synthesis.b8.conv0.bias`` -> ``synthesis_blocks.b8.conv0.bias``)."""
+    ``mapping_network.layers.3.weight``, ``synthesis.b8.conv0.bias`` -> ``synthesis_blocks.b8.conv0.bias``);
+    None for a tensor that is not StyleGAN2's (a method's module)."""
+    if not _G_KEYS.fullmatch(key):
+        return None
     if key.startswith("mapping."):
         rest = key.removeprefix("mapping.")
         match = re.fullmatch(r"fc(\d+)\.(.+)", rest)
         return f"mapping_network.layers.{match[1]}.{match[2]}" if match else f"mapping_network.{rest}"
-    if key.startswith("synthesis."):
-        return "synthesis_blocks." + key.removeprefix("synthesis.")
-    return key
+    return "synthesis_blocks." + key.removeprefix("synthesis.")
 
 
-def discriminator_name(key: str) -> str:
+def discriminator_name(key: str) -> str | None:
     """NVIDIA's D tensor name -> the stylegan2 backbone's (``b4.fc.weight`` -> ``epilogue.fc.weight``,
-    ``b32.conv0.weight`` -> ``blocks.b32.conv0.weight``, ``mapping.fc0.bias`` -> ``label_mapping.layers.0.bias``)."""
+    ``b32.conv0.weight`` -> ``blocks.b32.conv0.weight``, ``mapping.fc0.bias`` -> ``label_mapping.layers.0.bias``);
+    None for a tensor that is not StyleGAN2's (a method's module, e.g. GLeaD's decoder)."""
+    if not _D_KEYS.fullmatch(key):
+        return None
     if key.startswith("b4."):
         return "epilogue." + key.removeprefix("b4.")
-    if re.match(r"b\d+\.", key):
-        return "blocks." + key
     if key.startswith("mapping."):
         rest = key.removeprefix("mapping.")
         match = re.fullmatch(r"fc(\d+)\.(.+)", rest)
         return f"label_mapping.layers.{match[1]}.{match[2]}" if match else f"label_mapping.{rest}"
-    return key
+    return "blocks." + key
 
 
 def channel_settings(widths: dict[int, int], where: str) -> tuple[int, int]:
@@ -180,13 +194,13 @@ def _discriminator_settings(D: PickledModule, g: dict[str, Any], where: str) -> 
     return settings
 
 
-def _mapped(net_name: str, net: PickledModule, rename: Callable[[str], str]) -> tuple[dict[str, torch.Tensor], set[str]]:
+def _mapped(net_name: str, net: PickledModule, rename: Callable[[str], str | None]) -> tuple[dict[str, torch.Tensor], set[str]]:
     """The network's tensors under gancore's names, and the checkpoint names used (filters included)."""
     tensors, claimed = {}, set()
     for key, tensor in net.tensors().items():
         new = rename(key)
-        if new == key:
-            continue  # not a part the backbone knows: left unclaimed for the core to report
+        if new is None:
+            continue  # not a part the backbone knows: left for a method plugin, or for the core to report
         claimed.add(f"{net_name}.{key}")
         if not key.endswith("resample_filter"):  # checked above; the backbone builds its own
             tensors[new] = tensor.detach().to(torch.float32).contiguous()

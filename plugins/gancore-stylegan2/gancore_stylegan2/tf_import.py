@@ -243,10 +243,10 @@ def import_tf_stylegan2(checkpoint: PublishedCheckpoint) -> ImportedModel | None
     if _generator_settings(nets["G"], official["G"], where) != settings:
         raise _refuse(where, "G and Gs are built differently")
     settings.update(_discriminator_settings(nets["D"], official["D"], settings, where))
-    tensors = {
-        name: {(discriminator_name if name == "D" else generator_name)(k): t for k, t in official[name].items()}
-        for name in ("G", "G_ema", "D")
-    }
+    tensors = {}
+    for name in ("G", "G_ema", "D"):
+        rename = discriminator_name if name == "D" else generator_name
+        tensors[name] = {str(rename(k)): t for k, t in official[name].items()}
     notes = (
         "converted from TensorFlow variables with the transforms of NVIDIA's legacy.py (kernels transposed, "
         "up-sampling kernels flipped, modulation biases + 1)",
