@@ -117,6 +117,31 @@ class Hooks:
             return plugin, result
         return None
 
+    def import_modules(self, checkpoint: Any, model: Any) -> "list[tuple[str, Any]]":
+        """``gancore_import_modules`` of every installed method plugin that has it: ``(plugin, ImportedModules)``."""
+        from gancore.importing import CheckpointImportError, ImportedModules
+
+        found = []
+        for plugin, function in self._manager.module_importers():
+            try:
+                result = function(checkpoint=checkpoint, model=model)
+            except CheckpointImportError:
+                raise
+            except Exception as exc:
+                from gancore.plugins import HookError
+
+                raise HookError(plugin, "gancore_import_modules", exc) from exc
+            if result is None:
+                continue
+            if not isinstance(result, ImportedModules):
+                _bad_result(plugin, "gancore_import_modules", f"expected ImportedModules, got {type(result).__name__}")
+            found.append((plugin, result))
+        return found
+
+    def plugins_importing_modules(self) -> list[str]:
+        """The installed method plugins that implement ``gancore_import_modules``."""
+        return [plugin for plugin, _ in self._manager.module_importers()]
+
     def plugins_implementing(self, hook: str) -> list[str]:
         """The plugins that implement ``hook``, in call order."""
         return [plugin for plugin, _ in self._manager.iter_impls(hook)]

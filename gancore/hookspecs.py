@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from gancore.backbone import BackboneSpec
-    from gancore.importing import ImportedModel, PublishedCheckpoint
+    from gancore.importing import ImportedModel, ImportedModules, PublishedCheckpoint
     from gancore.losses import LossTerm
     from gancore.metrics.extractors import FeatureExtractor
     from gancore.run import Run
@@ -95,6 +95,28 @@ def gancore_import_networks(checkpoint: "PublishedCheckpoint") -> "ImportedModel
     else the import fails naming the unclaimed tensors; nothing is written.
 
     Used by: gancore-stylegan2.
+    """
+
+
+@hookspec
+def gancore_import_modules(checkpoint: "PublishedCheckpoint", model: "ImportedModel") -> "ImportedModules | None":
+    """Claim a method's own modules in a published checkpoint (GLeaD's decoder, EqGAN-SA's encoders).
+
+    Called by ``gancore import`` after a backbone plugin has mapped the networks
+    (``gancore_import_networks``), on every installed method plugin that implements it, built with
+    its default settings (the run does not list it: the file decides). Read the modules from
+    ``checkpoint.networks`` (inert records) and the backbone's reading from ``model``.
+
+    :param checkpoint: the file as read.
+    :param model: the backbone's :class:`~gancore.importing.ImportedModel` (and earlier plugins').
+    :returns: an :class:`~gancore.importing.ImportedModules` (the ``plugins`` entry with the
+        settings read from the file, the tensors under their names in the gancore networks, the
+        checkpoint tensors used), or None when the file holds none of this plugin's modules.
+
+    Combine rule: every result is merged, in plugin name order; two plugins claiming one tensor
+    is an error. The imported model folder lists the plugins, so loading it needs them installed.
+
+    Used by: gancore-glead, gancore-eqgan-sa.
     """
 
 

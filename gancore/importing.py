@@ -25,7 +25,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from gancore.plugins import PluginManager
     from gancore.run import Run
 
-__all__ = ["CheckpointImportError", "ImportedModel", "PublishedCheckpoint", "import_checkpoint", "read_checkpoint"]
+__all__ = [
+    "CheckpointImportError",
+    "ImportedModel",
+    "ImportedModules",
+    "PublishedCheckpoint",
+    "build_run",
+    "import_checkpoint",
+    "read_checkpoint",
+]
 
 #: The networks a model folder holds.
 NETWORKS: tuple[str, ...] = ("G", "D", "G_ema")
@@ -80,6 +88,26 @@ class ImportedModel:
     tensors: Mapping[str, Mapping[str, torch.Tensor]]
     claimed: frozenset[str]
     notes: tuple[str, ...] = ()
+    #: The run file's ``plugins`` entries of the methods whose modules the file holds (added by
+    #: their plugins' ``gancore_import_modules``).
+    plugins: tuple[Mapping[str, Any], ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ImportedModules:
+    """What a method plugin makes of its own modules in a published checkpoint.
+
+    :param entry: the run file's ``plugins`` entry: ``{"name": ..., **settings}``.
+    :param tensors: per network (``"G"``, ``"D"``, ``"G_ema"``), the plugin's tensors under their
+        names in the gancore network (e.g. ``"attachments.glead.stages.b8.weight"``).
+    :param claimed: the checkpoint tensors used, as ``"<network>.<dotted name>"``.
+    :param notes: where the imported modules differ on purpose (one line each, for the model card).
+    """
+
+    entry: Mapping[str, Any]
+    tensors: Mapping[str, Mapping[str, torch.Tensor]]
+    claimed: frozenset[str]
+    notes: tuple[str, ...] = ()
 
 
 def _sha256(path: Path) -> str:
@@ -128,14 +156,23 @@ def _map(checkpoint: PublishedCheckpoint, manager: "PluginManager") -> ImportedM
     missing = [name for name in NETWORKS if name not in model.tensors]
     if missing:
         raise CheckpointImportError(f"{checkpoint.source}: plugin {plugin!r} mapped no {', '.join(missing)}")
+    for plugin, modules in manager.hooks.import_modules(checkpoint, model):
+        overlap = sorted(model.claimed & modules.claimed)
+        if overlap:
+            raise CheckpointImportError(f"{checkpoint.source}: plugin {plugin!r} claims tensors already mapped: {overlap[:6]}")
+        tensors = {net: {**model.tensors[net], **modules.tensors.get(net, {})} for net in model.tensors}
+        model = attrs.evolve(
+            model, tensors=tensors, claimed=model.claimed | modules.claimed, notes=(*model.notes, *modules.notes),
+            plugins=(*model.plugins, dict(modules.entry)),
+        )
     unclaimed = sorted(checkpoint.tensor_names() - model.claimed)
     if unclaimed:
         owners = _owners(checkpoint, unclaimed)
         raise CheckpointImportError(
             f"{checkpoint.source}: {len(unclaimed)} tensors are mapped by no installed plugin "
             f"({', '.join(unclaimed[:8])}{', ...' if len(unclaimed) > 8 else ''}; in modules {owners}). "
-            "The checkpoint may come from a method's fork (GLeaD, EqGAN-SA) whose plugin adds these modules; "
-            "nothing was written"
+            "The checkpoint may come from a method's fork whose plugin adds these modules (installed plugins "
+            f"that import modules: {', '.join(manager.hooks.plugins_importing_modules()) or 'none'}); nothing was written"
         )
     skipped = [f"{k} ({v.class_name})" for k, v in checkpoint.extras.items() if isinstance(v, PickledModule)]
     if skipped:
@@ -183,7 +220,7 @@ def build_run(
 
     info = model.data_info
     config = {
-        "plugins": [],
+        "plugins": [dict(entry) for entry in model.plugins],
         "backbone": {**model.backbone, **(backbone or {})},
         "data": {"name": "folder", "resolution": info.resolution, "channels": info.channels, "labels": info.c_dim > 0},
         "train": {"device": device, **(train or {})},

@@ -242,6 +242,25 @@ class PluginManager:
             if name in by_name
         }
 
+    def module_importers(self) -> list[tuple[str, Any]]:
+        """``(plugin, gancore_import_modules)`` of every installed method plugin implementing it,
+        each built with its default settings (for ``gancore import``; the run lists none of them)."""
+        found = []
+        for name in self.available_names():
+            plugin = self.plugin_class(name)
+            if getattr(plugin, "kind", "method") in INFRASTRUCTURE_KINDS or "gancore_import_modules" not in _hook_names(plugin):
+                continue
+            config_class = getattr(plugin, "config_class", None) if inspect.isclass(plugin) else None
+            try:
+                config = config_class() if config_class is not None else None
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {name!r} implements gancore_import_modules, but its settings have no defaults to "
+                    f"build it with ({type(exc).__name__}: {exc})"
+                ) from exc
+            found.append((name, self._instantiate(name, plugin, config).gancore_import_modules))
+        return found
+
     # -- registration -------------------------------------------------------------------------
 
     def _instantiate(self, name: str, plugin: Any, config: Any) -> Any:

@@ -44,6 +44,10 @@ class Recorder:
         self._log("gancore_import_networks")  # only `gancore import` calls it, never a run
 
     @hookimpl
+    def gancore_import_modules(self, checkpoint, model):
+        self._log("gancore_import_modules")  # only `gancore import` calls it, never a run
+
+    @hookimpl
     def gancore_setup(self, run):
         self._log("gancore_setup", run, has_g_ema=hasattr(run, "G_ema"), has_opt=run.opt_G is not None)
 

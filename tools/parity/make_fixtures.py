@@ -86,6 +86,39 @@ STYLEGAN3_NETWORKS: dict[str, dict[str, Any]] = {
 }
 
 
+#: GLeaD's networks (EzioBy/glead, training/networks_glead.py), made with ``--official`` pointing at a
+#: checkout of it: paper256's shape at tiny widths; the ws head is 512 wide in the official code,
+#: so w_dim is 512; decoder to 16 px, G's state at 8 px, 1x1 decoder kernels as in its scripts.
+GLEAD_NETWORKS: dict[str, dict[str, Any]] = {
+    "glead-tiny": dict(
+        batch=4, psi=0.7, cutoff=None, glead=True,
+        G=dict(z_dim=8, c_dim=0, w_dim=512, img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=1),
+               synthesis_kwargs=dict(channel_base=128, channel_max=32, num_fp16_res=0, conv_clamp=None)),
+        D=dict(c_dim=0, img_resolution=32, img_channels=3, channel_base=128, channel_max=32, num_fp16_res=0,
+               conv_clamp=None, epilogue_kwargs=dict(mbstd_group_size=2), decoder_res=[16], glead_res_g=8,
+               decoder_out_channel=512, decoder_conv_kernel_size=1),
+    ),
+}
+
+
+def glead_outputs(G: Any, D: Any, reals: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+    """D's logits and GLeaD predictions for ``reals``, and G's reconstruction from them, as the
+    official loss computes them (loss_glead.py: heads resized to glead_res_g, ws repeated)."""
+    import torch.nn.functional as F
+
+    r = D.glead_res_g
+    with torch.no_grad():
+        logits, _, (feat, inter), ws = D(reals, c)
+        feat_r = F.interpolate(feat, (r, r), mode="bilinear", align_corners=False) if feat.shape[-1] != r else feat
+        inter_r = F.interpolate(inter, (r, r), mode="bilinear", align_corners=False) if inter.shape[-1] != r else inter
+        repeats = int(np.log2(G.img_resolution // r)) * 2 + 1
+        recon = G.synthesis(get_feat=False, feat2img=True, ws=ws.repeat(1, repeats, 1), feature_map=feat_r,
+                            inter_image=inter_r, noise_mode="const", force_fp32=True)
+    return {"out.logits_real": logits.squeeze(1), "out.glead_x": feat_r, "out.glead_img": inter_r,
+            "out.glead_ws": ws.repeat(1, repeats, 1), "out.glead_recon": recon,
+            "out.glead_mse": F.mse_loss(recon, reals).reshape(1)}
+
+
 def _plain(value: Any) -> Any:
     """A pickled attribute as JSON (numpy scalars to numbers, tuples to lists); None if not plain."""
     if isinstance(value, (bool, int, float, str)) or value is None:
@@ -148,6 +181,17 @@ def make_fixture(networks: Any, name: str, spec: dict[str, Any], seed: int) -> t
     z = torch.randn([n, spec["G"]["z_dim"]], generator=gen)
     c = torch.nn.functional.one_hot(torch.randint(0, c_dim, [n], generator=gen), c_dim).float() if c_dim else torch.zeros([n, 0])
     reals = torch.randn([n, channels, res, res], generator=gen).clamp(-1, 1)
+    if spec.get("glead"):  # D returns its decoder's predictions too
+        G_ema.eval(), D.eval()
+        with torch.no_grad():
+            images = G_ema(z, c, noise_mode="const", force_fp32=True)
+        tensors = {"in.z": z, "in.c": c, "in.reals": reals, "out.images": images,
+                   **glead_outputs(G.eval(), D, reals, c)}
+        tensors |= {f"{net}.{k}": v for net, m in (("G", G), ("G_ema", G_ema), ("D", D)) for k, v in m.state_dict().items()}
+        meta = {"name": name, "official": networks.__name__.replace(".", "/") + ".py",
+                "truncation": {"psi": spec["psi"], "cutoff": spec["cutoff"]},
+                "networks": {"G": module_tree(G), "G_ema": module_tree(G_ema), "D": module_tree(D)}}
+        return {k: v.detach().contiguous().clone() for k, v in tensors.items()}, meta
     with torch.no_grad():
         G_ema.eval(), D.eval()
         images = G_ema(z, c, noise_mode="const", force_fp32=True)
@@ -323,13 +367,16 @@ def make_augment_fixture(augment_module: Any) -> tuple[dict[str, torch.Tensor], 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--official", required=True,
-                        help="checkout of NVlabs/stylegan2-ada-pytorch or NVlabs/stylegan3 (outside this repo)")
+                        help="checkout of NVlabs/stylegan2-ada-pytorch, NVlabs/stylegan3 or EzioBy/glead (outside this repo)")
     parser.add_argument("--out", default="tests/parity/fixtures", help="folder to write (default tests/parity/fixtures)")
     parser.add_argument("--only", nargs="*", help="names to write (default all)")
     args = parser.parse_args()
     official = Path(args.official).resolve()
     sys.path.insert(0, str(official))
-    if (official / "training" / "networks_stylegan2.py").is_file():  # the StyleGAN3 repository
+    if (official / "training" / "networks_glead.py").is_file():  # GLeaD's fork of stylegan2-ada-pytorch
+        from training import networks_glead as networks
+        specs = GLEAD_NETWORKS
+    elif (official / "training" / "networks_stylegan2.py").is_file():  # the StyleGAN3 repository
         from training import networks_stylegan2 as networks
         specs = STYLEGAN3_NETWORKS
     else:  # stylegan2-ada-pytorch

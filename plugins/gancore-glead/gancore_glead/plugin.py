@@ -91,6 +91,13 @@ class GLeaD:
         if run.for_training:
             self.distance = make_distance(self.config, run.device)
 
+    @hookimpl
+    def gancore_import_modules(self, checkpoint: Any, model: Any) -> Any:
+        """GLeaD's decoder and heads in an official GLeaD checkpoint's D (``gancore import``)."""
+        from gancore_glead.nvidia_import import import_glead_modules  # it names ATTACHMENT, defined here
+
+        return import_glead_modules(checkpoint, model)
+
     def decoder(self, run: Any) -> StateDecoder:
         """The decoder attached to ``run.D``."""
         return run.D.attachments[ATTACHMENT]
