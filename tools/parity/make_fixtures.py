@@ -101,6 +101,64 @@ GLEAD_NETWORKS: dict[str, dict[str, Any]] = {
 }
 
 
+#: EqGAN-SA's networks (genforce/eqgan-sa, its training/networks.py), made with ``--official``
+#: pointing at a checkout of it: SEL on, tiny widths, no fp16, no clamp; its loss's Gmain with the
+#: alignment loss (style mixing and path length off, as in its cat recipe).
+EQGAN_NETWORKS: dict[str, dict[str, Any]] = {
+    "eqgan-sa-tiny": dict(
+        batch=4, psi=0.7, cutoff=None, eqgan=True,
+        G=dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=32, img_channels=3, use_sel=True, mapping_kwargs=dict(num_layers=2),
+               synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=None)),
+        D=dict(c_dim=0, img_resolution=32, img_channels=3, channel_base=128, channel_max=16, num_fp16_res=0,
+               conv_clamp=None, epilogue_kwargs=dict(mbstd_group_size=4)),
+    ),
+}
+
+
+def eqgan_outputs(networks: Any, G: Any, G_ema: Any, D: Any, z: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    """EqGAN-SA's heat maps, G_ema's images from them, and its loss's Gmain (adversarial term,
+    alignment loss, D's Grad-CAM weights, every G gradient) with those heat maps and G's noise off."""
+    import types
+
+    sys.modules.setdefault("torchvision", types.ModuleType("torchvision"))  # loss.py imports it, unused
+    sys.modules.setdefault("torchvision.models", types.ModuleType("torchvision.models"))
+    from training import loss as loss_module
+
+    torch.manual_seed(seed)
+    n, res = z.shape[0], G.img_resolution
+    heat = networks.generate_heatmap_multi(n, res)
+    out = {f"in.heatmap.{k}": v for k, v in heat.items()}
+    with torch.no_grad():
+        out["out.images"] = G_ema.eval()(z, None, heatmap={k: v.clone() for k, v in heat.items()}, noise_mode="const")
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.zero_()  # random noise cannot be replayed across implementations
+    original = networks.generate_heatmap_multi
+    networks.generate_heatmap_multi = lambda *args, **kwargs: {k: v.clone() for k, v in heat.items()}
+    reports: dict[str, torch.Tensor] = {}
+    report = loss_module.training_stats.report
+    loss_module.training_stats.report = lambda name, value: reports.setdefault(name, torch.as_tensor(value).detach().float().clone()) if isinstance(value, torch.Tensor) else value
+    try:
+        G.train().requires_grad_(True)
+        D.requires_grad_(False)
+        loss = loss_module.StyleGAN2Loss(torch.device("cpu"), G.mapping, G.synthesis, D, style_mixing_prob=0,
+                                         pl_weight=0, r1_gamma=1, align_loss=True)
+        cams = {}
+        compute = loss.compute_GradCam_multi
+        loss.compute_GradCam_multi = lambda *a, **k: cams.update(compute(*a, **k)) or dict(cams)
+        c = torch.zeros([n, 0])
+        loss.accumulate_gradients(phase="Gmain", real_img=torch.zeros([n, 3, res, res]), real_c=c, gen_z=z, gen_c=c,
+                                  sync=True, gain=1)
+    finally:
+        networks.generate_heatmap_multi = original
+        loss_module.training_stats.report = report
+    out["out.loss_adv"] = reports["Loss/G/loss"].mean().reshape(1)
+    out["out.loss_align"] = reports["Loss/G/align_loss"].reshape(1)
+    out |= {f"out.cam.{k}": v for k, v in cams.items()}
+    out |= {f"grad.{k}": p.grad.detach().clone() for k, p in G.named_parameters() if p.grad is not None}
+    return out
+
+
 def glead_outputs(G: Any, D: Any, reals: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
     """D's logits and GLeaD predictions for ``reals``, and G's reconstruction from them, as the
     official loss computes them (loss_glead.py: heads resized to glead_res_g, ws repeated)."""
@@ -181,6 +239,12 @@ def make_fixture(networks: Any, name: str, spec: dict[str, Any], seed: int) -> t
     z = torch.randn([n, spec["G"]["z_dim"]], generator=gen)
     c = torch.nn.functional.one_hot(torch.randint(0, c_dim, [n], generator=gen), c_dim).float() if c_dim else torch.zeros([n, 0])
     reals = torch.randn([n, channels, res, res], generator=gen).clamp(-1, 1)
+    if spec.get("eqgan"):  # G takes heat maps; its loss adds the alignment term
+        tensors = {"in.z": z, **eqgan_outputs(networks, G, G_ema, D, z, seed + 3)}
+        tensors |= {f"{net}.{k}": v for net, m in (("G", G), ("G_ema", G_ema), ("D", D)) for k, v in m.state_dict().items()}
+        meta = {"name": name, "official": networks.__name__.replace(".", "/") + ".py",
+                "networks": {"G": module_tree(G), "G_ema": module_tree(G_ema), "D": module_tree(D)}}
+        return {k: v.detach().contiguous().clone() for k, v in tensors.items()}, meta
     if spec.get("glead"):  # D returns its decoder's predictions too
         G_ema.eval(), D.eval()
         with torch.no_grad():
@@ -367,13 +431,17 @@ def make_augment_fixture(augment_module: Any) -> tuple[dict[str, torch.Tensor], 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--official", required=True,
-                        help="checkout of NVlabs/stylegan2-ada-pytorch, NVlabs/stylegan3 or EzioBy/glead (outside this repo)")
+                        help="checkout of NVlabs/stylegan2-ada-pytorch, NVlabs/stylegan3, EzioBy/glead or genforce/eqgan-sa "
+                             "(outside this repo)")
     parser.add_argument("--out", default="tests/parity/fixtures", help="folder to write (default tests/parity/fixtures)")
     parser.add_argument("--only", nargs="*", help="names to write (default all)")
     args = parser.parse_args()
     official = Path(args.official).resolve()
     sys.path.insert(0, str(official))
-    if (official / "training" / "networks_glead.py").is_file():  # GLeaD's fork of stylegan2-ada-pytorch
+    if "generate_heatmap_multi" in (official / "training" / "networks.py").read_text():  # EqGAN-SA's fork
+        from training import networks
+        specs = EQGAN_NETWORKS
+    elif (official / "training" / "networks_glead.py").is_file():  # GLeaD's fork of stylegan2-ada-pytorch
         from training import networks_glead as networks
         specs = GLEAD_NETWORKS
     elif (official / "training" / "networks_stylegan2.py").is_file():  # the StyleGAN3 repository

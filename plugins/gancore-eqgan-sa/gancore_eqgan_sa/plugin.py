@@ -12,6 +12,7 @@ from gancore_eqgan_sa.alignment import alignment_loss, cam_weights
 from gancore_eqgan_sa.config import EqGANSAConfig
 from gancore_eqgan_sa.encoders import ENCODED_KEYS, HeatmapEncoder, LevelConcat
 from gancore_eqgan_sa.heatmaps import sample_heatmaps
+from gancore_eqgan_sa.nvidia_import import import_eqgan_sa_modules
 from gancore_eqgan_sa.sel import SpatialEncodingLayer, block_of, encoded_key_for
 
 __all__ = ["EqGANSA"]
@@ -31,6 +32,11 @@ class EqGANSA:
         self.resolution: int | None = None
         #: The D feature sizes the alignment loss uses (those of cam_resolutions that D has).
         self.cam_resolutions: list[int] = []
+
+    @hookimpl
+    def gancore_import_modules(self, checkpoint: Any, model: Any) -> Any:
+        """EqGAN-SA's heat-map encoders and SEL layers in an official EqGAN-SA checkpoint (``gancore import``)."""
+        return import_eqgan_sa_modules(checkpoint, model)
 
     @hookimpl
     def gancore_setup(self, run: Any) -> None:
