@@ -172,9 +172,66 @@ def glead_outputs(G: Any, D: Any, reals: torch.Tensor, c: torch.Tensor) -> dict[
         repeats = int(np.log2(G.img_resolution // r)) * 2 + 1
         recon = G.synthesis(get_feat=False, feat2img=True, ws=ws.repeat(1, repeats, 1), feature_map=feat_r,
                             inter_image=inter_r, noise_mode="const", force_fp32=True)
+    lpips, distance = _official_lpips(recon, reals)
     return {"out.logits_real": logits.squeeze(1), "out.glead_x": feat_r, "out.glead_img": inter_r,
             "out.glead_ws": ws.repeat(1, repeats, 1), "out.glead_recon": recon,
-            "out.glead_mse": F.mse_loss(recon, reals).reshape(1)}
+            "out.glead_mse": F.mse_loss(recon, reals).reshape(1), "out.glead_lpips": distance.reshape(1),
+            **{f"lpips.{k}": v for k, v in lpips.items()}}
+
+
+def _official_lpips(a: torch.Tensor, b: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """GLeaD's own LPIPS copy (training/lpips) on ``a`` and ``b``, with seeded random weights: its
+    AlexNet comes from torchvision and its linear heads from a download, neither here, so both are
+    stand-ins of the right shapes; the weights are returned under gancore-glead's LPIPS names."""
+    import types
+
+    from torch import nn
+
+    def alexnet(pretrained: bool = True) -> Any:
+        f = nn.Sequential(nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+                          nn.Conv2d(64, 192, 5, 1, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+                          nn.Conv2d(192, 384, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(384, 256, 3, 1, 1),
+                          nn.ReLU(inplace=True), nn.Conv2d(256, 256, 3, 1, 1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+        return types.SimpleNamespace(features=f)
+
+    torchvision = types.ModuleType("torchvision")
+    torchvision.models = types.SimpleNamespace(alexnet=alexnet)
+    sys.modules["torchvision"] = torchvision
+    from training.lpips import lpips as lp, networks as lpn
+
+    def cpu_init(self: Any, net_type: str = "alex", version: str = "0.1") -> None:  # theirs moves to CUDA, downloads
+        nn.Module.__init__(self)
+        self.net = lpn.get_network(net_type)
+        self.lin = lpn.LinLayers(self.net.n_channels_list)
+        for layer in self.lin:
+            nn.init.uniform_(layer[1].weight, 0, 0.1)
+
+    lp.LPIPS.__init__ = cpu_init
+    model = lp.LPIPS().eval()
+    names = {}
+    for key in model.state_dict():
+        if key.startswith("net.layers."):
+            names[key] = "features." + key.removeprefix("net.layers.")
+        elif key.startswith("lin."):
+            names[key] = f"lins.{key.split('.')[1]}.weight"
+    with torch.no_grad():
+        for key, value in model.state_dict().items():  # AlexNet is 10 MB: weights from a formula instead
+            if key in names:  # (the input scaling buffers keep their values)
+                value.copy_(lpips_pattern(names[key], tuple(value.shape)))
+        distance = model(a, b)
+    return {}, distance
+
+
+def lpips_pattern(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """Deterministic stand-in weights for LPIPS tensor ``name`` (gancore-glead's names), so the
+    fixture need not carry AlexNet's 10 MB: tests/parity/test_glead_parity.py computes the same."""
+    seed = sum(ord(ch) for ch in name)
+    x = torch.arange(int(np.prod(shape)), dtype=torch.float64)
+    scale = 0.05 if name.startswith("lins") else 1 / np.sqrt(np.prod(shape[1:]))
+    values = torch.sin(x * 0.618 + seed) * scale
+    if name.startswith("lins"):
+        values = values.abs()  # LPIPS's linear heads are non-negative
+    return values.reshape(shape).to(torch.float32)
 
 
 def _plain(value: Any) -> Any:
