@@ -121,18 +121,22 @@ def write_nvidia_pickle(path: Path, name: str, flag: Path, extras: dict[str, Any
     tensors, meta = load_fixture(name)
     data: dict[str, Any] = {net: _persistent(meta["networks"][net], tensors, f"{net}.", flag) for net in networks}
     data.update(extras or {})
-    modules = _fake_modules()
+    path.write_bytes(_pickled(data, _fake_modules()))
+    return path
+
+
+def _pickled(data: Any, modules: dict[str, types.ModuleType]) -> bytes:
+    """``pickle.dumps(data)`` with stand-in ``modules`` importable, as the writers' globals name them."""
     saved = {key: sys.modules.get(key) for key in modules}
     sys.modules.update(modules)
     try:
-        path.write_bytes(pickle.dumps(data, protocol=3))
+        return pickle.dumps(data, protocol=3)
     finally:
         for key, module in saved.items():
             if module is None:
                 sys.modules.pop(key, None)
             else:
                 sys.modules[key] = module
-    return path
 
 
 # -- writing TF-era pickles -------------------------------------------------------------------------
@@ -239,14 +243,5 @@ def write_tf_pickle(path: Path, name: str, flag: Path, g_kwargs: dict[str, Any],
     _TFNetwork.__module__, _TFNetwork.__qualname__ = "dnnlib.tflib.network", "Network"
     fakes = {"dnnlib": types.ModuleType("dnnlib"), "dnnlib.tflib": types.ModuleType("dnnlib.tflib"),
              "dnnlib.tflib.network": module}
-    saved = {key: sys.modules.get(key) for key in fakes}
-    sys.modules.update(fakes)
-    try:
-        path.write_bytes(pickle.dumps(tuple(nets), protocol=3))
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = value
+    path.write_bytes(_pickled(tuple(nets), fakes))
     return path
