@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 try:  # POSIX; elsewhere concurrent processes may both download (each still writes atomically)
@@ -25,8 +25,10 @@ try:  # POSIX; elsewhere concurrent processes may both download (each still writ
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DownloadError", "cache_dir", "cached_path", "download", "is_offline", "sha256_of"]
+__all__ = ["CACHE_ENV", "DownloadError", "cache_dir", "cached_path", "download", "is_offline", "sha256_of"]
 
+#: The environment variable naming gancore's cache folder.
+CACHE_ENV = "GANCORE_CACHE"
 _CHUNK = 1 << 20
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -37,7 +39,7 @@ class DownloadError(RuntimeError):
 
 def cache_dir() -> Path:
     """The gancore cache: ``$GANCORE_CACHE``, default ``~/.cache/gancore``."""
-    return Path(os.environ.get("GANCORE_CACHE") or Path.home() / ".cache" / "gancore").expanduser()
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "gancore").expanduser()
 
 
 def is_offline() -> bool:
@@ -118,18 +120,22 @@ def download(
     *,
     sha256: str | None = None,
     filename: str | None = None,
+    dest: str | Path | None = None,
+    check: Callable[[Path], None] | None = None,
     progress: bool | None = None,
     timeout: float = 60.0,
 ) -> Path:
     """The local path of ``url``'s file, fetched into the cache unless it is there already.
 
     ``sha256`` pins the file's checksum (without it, a hash prefix in the file's name is
-    checked, as torch.hub does). A cached file that fails its checksum is fetched again; a
-    download that fails it is deleted and raises :class:`DownloadError`, as does being offline
-    (the message says where to put the file by hand). ``progress`` (default: when stderr is a
-    terminal) shows a progress bar.
+    checked, as torch.hub does); ``check(path)`` may check the content too (raising
+    ``ValueError`` naming the problem). A cached file that fails its checksum is fetched again; a
+    download that fails either is deleted and raises :class:`DownloadError`, as does being
+    offline (the message says where to put the file by hand). ``dest`` keeps the file at a path of
+    your choosing instead of the cache's downloads folder. ``progress`` (default: when stderr is
+    a terminal) shows a progress bar.
     """
-    target = cached_path(url, filename)
+    target = Path(dest) if dest is not None else cached_path(url, filename)
     expected = _expected(target.name, sha256)
     if target.is_file() and _matches(sha256_of(target), expected):
         return target
@@ -149,6 +155,11 @@ def download(
                 raise DownloadError(
                     f"{url}: sha256 {digest} does not match the expected {expected}; the download was deleted"
                 )
+            if check is not None:
+                try:
+                    check(tmp)
+                except ValueError as exc:
+                    raise DownloadError(f"{url}: {exc}; the download was deleted") from None
             os.replace(tmp, target)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc

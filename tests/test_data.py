@@ -527,3 +527,48 @@ def test_xflip_doubles_the_data_with_mirror_images():
         doubled.get(torch.tensor([8]))
     with pytest.raises(DataError, match="data.xflip: .*points, not images"):
         build_dataset(DataConfig(name="mog25", xflip=True))
+
+
+# -- Fashion-MNIST found or downloaded on first use ------------------------------------------------
+
+
+@pytest.fixture
+def served_fmnist(http_files, monkeypatch, tmp_path):
+    """Stand-in Fashion-MNIST files, gzipped, served as the canonical source; Debian's path empty."""
+    import gzip
+    import hashlib
+
+    from gancore.testing import write_fake_fmnist
+
+    plain = write_fake_fmnist(tmp_path / "plain", train=24, test=8)
+    sums = {}
+    for path in plain.iterdir():
+        (http_files.folder / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+        sums[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setattr(fmnist_module, "DEFAULT_PATH", str(tmp_path / "no-debian-package"))
+    monkeypatch.setattr(fmnist_module, "SOURCE_URL", http_files.base + "/")
+    monkeypatch.setattr(fmnist_module, "CONTENT_SHA256", sums)
+    return http_files
+
+
+def test_fmnist_is_downloaded_into_the_cache_once(served_fmnist, tmp_path):
+    data = build_dataset(DataConfig(name="fmnist", resolution=28))
+    assert len(data) == 24 and data.path == tmp_path / "cache" / "fashion-mnist"
+    assert sorted(served_fmnist.requests) == ["/train-images-idx3-ubyte.gz", "/train-labels-idx1-ubyte.gz"]
+    again = build_dataset(DataConfig(name="fmnist", resolution=28))
+    assert torch.equal(again.images, data.images) and len(served_fmnist.requests) == 2  # from the cache
+    assert len(build_dataset(DataConfig(name="fmnist", split="test"))) == 8
+
+
+def test_fmnist_download_with_other_content_is_refused(served_fmnist, monkeypatch, tmp_path):
+    monkeypatch.setitem(fmnist_module.CONTENT_SHA256, "train-images-idx3-ubyte", "0" * 64)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: content sha256 .* is not Fashion-MNIST's"):
+        build_dataset(DataConfig(name="fmnist"))
+    assert not (tmp_path / "cache" / "fashion-mnist" / "train-images-idx3-ubyte.gz").exists()
+
+
+def test_fmnist_offline_names_the_files_and_where_to_put_them(served_fmnist, monkeypatch, tmp_path):
+    monkeypatch.setenv("GANCORE_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"downloads are off.*train-images-idx3-ubyte\.gz.*dataset-fashion-mnist"):
+        build_dataset(DataConfig(name="fmnist"))
+    assert served_fmnist.requests == []

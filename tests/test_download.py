@@ -65,3 +65,48 @@ def test_offline_and_unreachable_name_the_file_and_where_to_put_it(server, monke
     monkeypatch.delenv("GANCORE_OFFLINE")
     with pytest.raises(DownloadError, match=r"could not download .*missing\.bin.*put it at"):
         download(f"{base}/missing.bin", progress=False)
+
+
+def test_a_download_cut_half_way_leaves_nothing_that_would_be_used(tmp_path, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Cut(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)  # then the connection closes
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Cut)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("GANCORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GANCORE_OFFLINE", raising=False)
+    url = f"http://127.0.0.1:{server.server_address[1]}/big.bin"
+    try:
+        with pytest.raises(DownloadError, match=r"big\.bin"):
+            download(url, progress=False, timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    folder = cached_path(url).parent
+    assert not (folder / "big.bin").exists() and not list(folder.glob("*.part-*"))
+
+
+def test_two_processes_download_once(server, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    base, www, requests = server
+    (www / "shared.bin").write_bytes(os.urandom(2_000_000))
+    script = "from gancore.download import download; import sys; print(download(sys.argv[1], progress=False))"
+    procs = [subprocess.Popen([sys.executable, "-c", script, f"{base}/shared.bin"], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "GANCORE_CACHE": str(tmp_path / "cache")}) for _ in range(2)]
+    paths = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(paths) == 1 and requests == ["/shared.bin"]
+    assert open(paths.pop(), "rb").read() == (www / "shared.bin").read_bytes()

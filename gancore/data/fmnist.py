@@ -1,6 +1,8 @@
-"""Fashion-MNIST read from its idx files (plain or gzipped), held in memory as uint8."""
+"""Fashion-MNIST read from its idx files (plain or gzipped), held in memory as uint8; found in Debian's
+package, else in the gancore cache, where it is downloaded from the canonical source on first use."""
 
 import gzip
+import hashlib
 import math
 import zlib
 from pathlib import Path
@@ -14,10 +16,21 @@ from gancore.backbone import DataInfo
 from gancore.config import DataConfig
 from gancore.data.base import DataError, Dataset, index_tensor, one_hot
 
-__all__ = ["CLASSES", "DEFAULT_PATH", "FashionMNIST", "find_idx_file", "read_idx"]
+__all__ = ["CLASSES", "CONTENT_SHA256", "DEFAULT_PATH", "SOURCE_URL", "FashionMNIST", "find_idx_file", "locate", "read_idx"]
 
 #: Where Debian's package dataset-fashion-mnist installs the files.
 DEFAULT_PATH = "/usr/share/datasets/fashion-mnist"
+#: The canonical source (the one torchvision downloads from): ``<SOURCE_URL><stem>.gz``.
+SOURCE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+#: sha256 of each file's decompressed content. Pinned from Debian's package: its ``.gz`` files
+#: hold the same idx bytes compressed anew, so the compressed files differ from the source's
+#: while their content does not.
+CONTENT_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 DEFAULT_RESOLUTION = 32
 #: The ten class names, by label.
 CLASSES = (
@@ -83,6 +96,47 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
+def _content_check(stem: str):
+    """A check of a downloaded ``<stem>.gz``: its decompressed bytes have the pinned sha256."""
+
+    def check(path: Path) -> None:
+        digest = hashlib.sha256()
+        try:
+            with gzip.open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"not a readable gzip file ({exc})") from None
+        if digest.hexdigest() != CONTENT_SHA256[stem]:
+            raise ValueError(f"content sha256 {digest.hexdigest()} is not Fashion-MNIST's {CONTENT_SHA256[stem]}")
+
+    return check
+
+
+def locate(split: str = "train") -> Path:
+    """The folder holding a split's idx files: Debian's package (:data:`DEFAULT_PATH`) when
+    installed, else ``$GANCORE_CACHE/fashion-mnist``, where missing files are downloaded from
+    :data:`SOURCE_URL` and checked against :data:`CONTENT_SHA256` first. Offline, a DataError
+    names each file, its URL and where to put it."""
+    from gancore.download import DownloadError, cache_dir, download
+
+    stems = [f"{_PREFIX[split]}-images-idx3-ubyte", f"{_PREFIX[split]}-labels-idx1-ubyte"]
+    debian = Path(DEFAULT_PATH)
+    if all(find_idx_file(debian, stem) for stem in stems):
+        return debian
+    folder = cache_dir() / "fashion-mnist"
+    for stem in stems:
+        if find_idx_file(folder, stem) is None:
+            try:
+                download(SOURCE_URL + stem + ".gz", dest=folder / f"{stem}.gz", check=_content_check(stem))
+            except DownloadError as exc:
+                raise DataError(
+                    f"Fashion-MNIST: {exc} (or `apt-get install dataset-fashion-mnist`, or set data.path to a "
+                    "folder holding the idx files)"
+                ) from None
+    return folder
+
+
 #: Side of the original Fashion-MNIST images.
 NATIVE_SIZE = 28
 
@@ -90,13 +144,16 @@ NATIVE_SIZE = 28
 class FashionMNIST(Dataset):
     """Fashion-MNIST images ``[N, C, R, R]`` in [-1, 1], bilinearly resized (antialiased) per batch.
 
+    ``path`` None finds the files (:func:`locate`: Debian's package, else the cache, downloading
+    them on first use); a given path is read as it is.
+
     The whole split is kept as uint8 ``images`` ``[N, H, W]`` and ``classes`` ``[N]``;
     ``channels=3`` repeats the gray channel; with ``labels`` the one-hot class ``[N, 10]`` is returned.
     """
 
     def __init__(
         self,
-        path: str | Path = DEFAULT_PATH,
+        path: str | Path | None = None,
         split: str = "train",
         resolution: int = DEFAULT_RESOLUTION,
         channels: int = 1,
@@ -114,7 +171,7 @@ class FashionMNIST(Dataset):
             raise DataError(f"data.resolution: must be >= 1, got {resolution}")
         if channels not in (1, 3):
             raise DataError(f"data.channels: must be 1 or 3, got {channels}")
-        self.path = Path(path)
+        self.path = Path(path) if path is not None else locate(split)
         self.split = split
         prefix = _PREFIX[split]
         image_stem, label_stem = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
@@ -153,9 +210,10 @@ class FashionMNIST(Dataset):
 
     @classmethod
     def from_config(cls, config: DataConfig) -> "FashionMNIST":
-        """Build from ``[data]``: path, split, resolution (32), channels (1), labels, num_samples (first N)."""
+        """Build from ``[data]``: path (None: found or downloaded), split, resolution (32), channels (1),
+        labels, num_samples (first N)."""
         return cls(
-            path=config.path if config.path is not None else DEFAULT_PATH,
+            path=config.path,
             split=config.split,
             resolution=config.resolution if config.resolution is not None else DEFAULT_RESOLUTION,
             channels=config.channels if config.channels is not None else 1,

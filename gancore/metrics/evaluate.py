@@ -11,17 +11,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from gancore.download import cache_dir
 from gancore.metrics.generative import compute_metrics, kid_subset
 
 __all__ = ["Evaluation", "cache_root", "default_cache_dir", "extract_features", "reference_features", "evaluate"]
 
-#: Environment variable of the folder that caches reference features across runs.
-CACHE_ENV = "GANCORE_CACHE"
-
-
 def cache_root() -> Path:
     """gancore's cache folder: ``$GANCORE_CACHE``, or ``~/.cache/gancore``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "gancore")
+    return cache_dir()
 
 
 def default_cache_dir() -> Path:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from gancore.checkpoint import load_module
 from gancore.data.base import batch_indices
-from gancore.data.fmnist import DEFAULT_PATH, NATIVE_SIZE, FashionMNIST
+from gancore.data.fmnist import NATIVE_SIZE, FashionMNIST
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -109,8 +109,7 @@ class FashionCNN(nn.Module):
 
 
 def _test_data(split: str, num_samples: int | None, data_path: str | Path | None, fit: str) -> FashionMNIST:
-    path = data_path if data_path is not None else DEFAULT_PATH
-    return FashionMNIST(path, split=split, resolution=RESOLUTION, num_samples=num_samples, fit=fit)
+    return FashionMNIST(data_path, split=split, resolution=RESOLUTION, num_samples=num_samples, fit=fit)
 
 
 @torch.no_grad()
@@ -203,7 +202,7 @@ def train_fmnist_cnn(
         raise ValueError(f"epochs and batch must be >= 1, got epochs={epochs}, batch={batch}")
     out_path = Path(out_path)
     data = FashionMNIST(
-        data_path if data_path is not None else DEFAULT_PATH,
+        data_path,
         split="train",
         resolution=NATIVE_SIZE,
         num_samples=num_samples,
