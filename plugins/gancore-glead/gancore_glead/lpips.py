@@ -1,12 +1,14 @@
 """LPIPS (Zhang et al. 2018, AlexNet variant, v0.1) from a local safetensors file, and its converter.
 
-Nothing is downloaded: the weights come from a file the user names, or from the default place
-(:func:`default_weights_path`). ``gancore-glead-convert-lpips`` turns the two files the reference
-implementation uses (torchvision's AlexNet and the ``lpips`` package's ``weights/v0.1/alex.pth``)
-into one safetensors file, reading them with ``torch.load(weights_only=True)``.
+The weights come from a file the user names, or from the default place
+(:func:`default_weights_path`), which :func:`fetch_default_weights` fills on first use: it
+downloads the two files the reference implementation uses (torchvision's ImageNet AlexNet and the
+``lpips`` package's ``weights/v0.1/alex.pth``, each checked) and converts them. The converter,
+also the command ``gancore-glead-convert-lpips``, reads them with ``torch.load(weights_only=True)``.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -18,10 +20,16 @@ from torch import Tensor, nn
 
 from gancore.checkpoint import CheckpointError, read_tensors
 
-__all__ = ["LPIPS", "convert", "default_weights_path", "load_lpips", "main"]
+__all__ = ["LPIPS", "convert", "default_weights_path", "fetch_default_weights", "load_lpips", "main"]
 
-#: The torchvision AlexNet file LPIPS v0.1 was trained on top of (ImageNet weights).
+#: The torchvision AlexNet file LPIPS v0.1 was trained on top of (ImageNet weights); its name
+#: carries the prefix of its sha256, which the download checks, as torch.hub does.
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
+#: LPIPS v0.1's linear heads for AlexNet, from the reference implementation, and their sha256
+#: (the same bytes as the ``lpips`` wheel's ``lpips/weights/v0.1/alex.pth``).
+LIN_URL = "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1/alex.pth"
+LIN_SHA256 = "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
 
 #: AlexNet's conv layers as in torchvision's ``alexnet().features``: index, out, kernel, stride, padding.
 _CONVS = ((0, 64, 11, 4, 2), (3, 192, 5, 1, 2), (6, 384, 3, 1, 1), (8, 256, 3, 1, 1), (10, 256, 3, 1, 1))
@@ -111,6 +119,20 @@ def default_weights_path() -> Path:
     return cache_root() / "lpips" / "alex-v0.1.safetensors"
 
 
+def fetch_default_weights() -> Path:
+    """:func:`default_weights_path`, made on first use: AlexNet and the v0.1 heads downloaded into
+    the gancore cache (each checked) and converted. Offline, a :class:`~gancore.download.DownloadError`
+    names each file, its URL and where to put it."""
+    from gancore.download import download
+
+    path = default_weights_path()
+    if path.is_file():
+        return path
+    alexnet = download(ALEXNET_URL)
+    lin = download(LIN_URL, sha256=LIN_SHA256, filename="lpips-v0.1-alex.pth")
+    return convert(alexnet, lin, path)
+
+
 def convert(alexnet: str | Path, lin: str | Path, out: str | Path) -> Path:
     """Write the LPIPS safetensors file from torchvision's AlexNet and lpips' ``alex.pth`` files."""
     backbone = torch.load(alexnet, map_location="cpu", weights_only=True)
@@ -129,7 +151,7 @@ def convert(alexnet: str | Path, lin: str | Path, out: str | Path) -> Path:
         tensors[f"lins.{i}.weight"] = heads[key].float().contiguous()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")  # processes converting at once each write their own
     save_file(tensors, str(tmp), metadata={"format": "pt", "model": "lpips-alex-v0.1"})
     tmp.replace(out)
     load_lpips(out)  # refuse to leave a file that does not load

@@ -84,7 +84,7 @@ def test_a_run_with_lpips(weights):
     assert all(not k.startswith("attachments.glead.lpips") for k in run.D.state_dict())
 
 
-def test_lpips_is_the_default_and_its_absence_names_the_file_and_the_command(tmp_path, monkeypatch):
+def test_lpips_is_the_default_and_offline_its_absence_names_the_file_the_urls_and_the_command(tmp_path, monkeypatch):
     from gancore.config import ConfigError
     from gancore_glead.config import GLeaDConfig
     from gancore_glead.lpips import default_weights_path
@@ -95,9 +95,10 @@ def test_lpips_is_the_default_and_its_absence_names_the_file_and_the_command(tmp
     assert default_weights_path() == expected
     with pytest.raises(ConfigError) as caught:
         Run.build(make_tiny_config("dcgan", ["glead"]))
-    message = str(caught.value)
+    message = str(caught.value)  # offline (the suite's default): one message, with URLs and the command
     assert str(expected) in message and "gancore-glead-convert-lpips --alexnet alexnet-owt-7be5be79.pth" in message
     assert "lpips/weights/v0.1/alex.pth" in message and "distance = 'mse'" in message
+    assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in message and "downloads are off" in message
     # Rebuilt only to sample or describe, the run needs no LPIPS file.
     assert Run.build(make_tiny_config("dcgan", ["glead"]), for_training=False, data_info=None) is not None
 
@@ -116,3 +117,53 @@ def test_the_converter_writes_where_the_default_looks(tmp_path, monkeypatch, wei
     assert torch.allclose(run.plugins["glead"].distance(a, b), net(a, b))
     run.train()
     assert run.last_stats["Loss/Dreg/glead_real"] > 0  # the official real term in the lazy R1 phase, by default
+
+
+def _served_lpips(http_files, monkeypatch):
+    """Stand-in AlexNet and v0.1 head files in the reference formats, served with their checksums."""
+    import hashlib
+
+    from gancore_glead import lpips as lpips_module
+
+    torch.manual_seed(1)
+    net = LPIPS()
+    with torch.no_grad():
+        for lin in net.lins:  # LPIPS's linear heads are non-negative
+            lin.weight.abs_()
+    alexnet = {k: v for k, v in net.state_dict().items() if k.startswith("features.")}
+    heads = {f"lin{i}.model.1.weight": lin.weight.clone() for i, lin in enumerate(net.lins)}
+    torch.save(alexnet, http_files.folder / "alexnet.tmp")
+    digest = hashlib.sha256((http_files.folder / "alexnet.tmp").read_bytes()).hexdigest()
+    alexnet_name = f"alexnet-owt-{digest[:8]}.pth"  # the name carries its hash prefix, as torchvision's does
+    (http_files.folder / "alexnet.tmp").rename(http_files.folder / alexnet_name)
+    torch.save(heads, http_files.folder / "alex.pth")
+    monkeypatch.setattr(lpips_module, "ALEXNET_URL", http_files.url(alexnet_name))
+    monkeypatch.setattr(lpips_module, "LIN_URL", http_files.url("alex.pth"))
+    monkeypatch.setattr(lpips_module, "LIN_SHA256", hashlib.sha256((http_files.folder / "alex.pth").read_bytes()).hexdigest())
+    return net
+
+
+def test_glead_at_its_defaults_fetches_and_converts_lpips_on_first_use(http_files, monkeypatch):
+    from gancore_glead.lpips import default_weights_path
+
+    reference = _served_lpips(http_files, monkeypatch)
+    run = Run.build(make_tiny_config("dcgan", ["glead"], steps=1))  # distance = "lpips", no lpips_weights
+    run.train()
+    assert default_weights_path().is_file() and len(http_files.requests) == 2
+    fetched = load_lpips(default_weights_path())
+    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(fetched(a, b), reference(a, b))
+    Run.build(make_tiny_config("dcgan", ["glead"], steps=1))
+    assert len(http_files.requests) == 2  # the converted file is there: nothing fetched again
+
+
+def test_a_tampered_lpips_download_is_refused(http_files, monkeypatch):
+    from gancore.config import ConfigError
+    from gancore_glead import lpips as lpips_module
+
+    _served_lpips(http_files, monkeypatch)
+    monkeypatch.setattr(lpips_module, "LIN_SHA256", "0" * 64)
+    with pytest.raises(ConfigError, match=r"alex\.pth: sha256 .* does not match"):
+        Run.build(make_tiny_config("dcgan", ["glead"]))
+    assert not lpips_module.default_weights_path().exists()
