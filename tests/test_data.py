@@ -311,7 +311,7 @@ def test_folder_errors(image_dir: Path, tmp_path: Path):
     not_zip.write_bytes(b"1234")
     with pytest.raises(DataError, match="data.path"):
         build_dataset(_cfg(name="folder", path=str(not_zip)))
-    with pytest.raises(DataError, match="data set 'folder' has no labels"):
+    with pytest.raises(DataError, match="data.labels: .* no dataset.json, so classes are its sub-folders"):
         build_dataset(_cfg(name="folder", path=str(image_dir), labels=True))
     with pytest.raises(DataError, match="data.num_samples"):
         build_dataset(_cfg(name="folder", path=str(image_dir), num_samples=6))
@@ -572,3 +572,74 @@ def test_fmnist_offline_names_the_files_and_where_to_put_them(served_fmnist, mon
     with pytest.raises(DataError, match=r"downloads are off.*train-images-idx3-ubyte\.gz.*dataset-fashion-mnist"):
         build_dataset(DataConfig(name="fmnist"))
     assert served_fmnist.requests == []
+
+
+# -- labelled folders: class sub-folders and NVIDIA's dataset.json ---------------------------------
+
+
+def _write_images(root: Path, names: list[str], size: int = 8) -> None:
+    rng = np.random.default_rng(0)
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / name)
+
+
+def test_class_sub_folders_are_labels(tmp_path):
+    _write_images(tmp_path / "data", ["cat/1.png", "cat/2.png", "dog/a/3.png", "zebra/4.jpg"])
+    data = build_dataset(DataConfig(name="folder", path=str(tmp_path / "data"), labels=True))
+    assert data.info.c_dim == 3 and data.class_names == ["cat", "dog", "zebra"]
+    _, c = data.get(torch.arange(4))
+    assert c.argmax(dim=1).tolist() == [0, 0, 1, 2] and c.shape == (4, 3)
+    assert "3 classes from class sub-folders" in data.describe()
+    unlabelled = build_dataset(DataConfig(name="folder", path=str(tmp_path / "data")))
+    assert unlabelled.info.c_dim == 0 and unlabelled.get(torch.arange(2))[1] is None
+
+
+def test_images_outside_class_folders_are_named(tmp_path):
+    _write_images(tmp_path / "data", ["cat/1.png", "stray.png"])
+    with pytest.raises(DataError, match=r"in no class folder \(e\.g\. .*stray\.png\)"):
+        build_dataset(DataConfig(name="folder", path=str(tmp_path / "data"), labels=True))
+
+
+def _nvidia_zip(tmp_path: Path, labels: list | None) -> Path:
+    """A zip as NVIDIA's dataset_tool.py writes it: 00000/img0000000N.png and dataset.json."""
+    import json
+
+    names = [f"00000/img{i:08d}.png" for i in range(6)]
+    _write_images(tmp_path / "src", names)
+    path = tmp_path / "dataset.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for name in names:
+            z.write(tmp_path / "src" / name, name)
+        z.writestr("dataset.json", json.dumps({"labels": None if labels is None else [[n, l] for n, l in zip(names, labels)]}))
+    return path
+
+
+def test_nvidia_dataset_zip_labels(tmp_path):
+    path = _nvidia_zip(tmp_path, [3, 0, 1, 3, 2, 0])
+    data = build_dataset(DataConfig(name="folder", path=str(path), labels=True))
+    assert data.info.c_dim == 4 and "from dataset.json" in data.describe()
+    assert data.get(torch.arange(6))[1].argmax(dim=1).tolist() == [3, 0, 1, 3, 2, 0]
+
+
+def test_nvidia_labels_that_are_not_class_indices_are_refused(tmp_path):
+    path = _nvidia_zip(tmp_path, [[0.5, 0.5]] * 6)
+    with pytest.raises(DataError, match=r"dataset\.json: labels must be class indices"):
+        build_dataset(DataConfig(name="folder", path=str(path), labels=True))
+
+
+def test_a_conditional_run_trains_on_an_nvidia_zip(tmp_path):
+    from gancore.cli import main
+    from gancore.testing import make_tiny_config
+    import json
+
+    path = _nvidia_zip(tmp_path, [1, 0, 1, 0, 1, 0])
+    raw = make_tiny_config("dcgan", steps=2, batch=4, **{"data.name": "folder", "data.path": str(path),
+                                                       "data.labels": True, "data.resolution": 8})
+    raw["data"].pop("num_samples", None)
+    raw["data"].pop("channels", None)
+    run_file = tmp_path / "run.json"
+    run_file.write_text(json.dumps(raw))
+    assert main(["train", str(run_file), "--out", str(tmp_path / "run")]) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["gancore"]["data_info"]["c_dim"] == 2

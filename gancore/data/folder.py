@@ -1,6 +1,8 @@
-"""Images from a directory tree or a .zip of PNG/JPEG files, resized and centre-cropped to squares."""
+"""Images from a directory tree or a .zip of PNG/JPEG files, resized and centre-cropped to squares, with
+class labels from NVIDIA's ``dataset.json`` or from class sub-folders."""
 
 import io
+import json
 import os
 import zipfile
 from collections import OrderedDict
@@ -14,7 +16,7 @@ from torch import Tensor
 
 from gancore.backbone import DataInfo
 from gancore.config import DataConfig
-from gancore.data.base import DataError, Dataset, index_tensor
+from gancore.data.base import DataError, Dataset, index_tensor, one_hot
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderDataset", "load_square_image"]
 
@@ -24,6 +26,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 GRAY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 #: Decoded images are kept in memory up to this many bytes (least recently used go first).
 CACHE_BYTES = 256 * 2**20
+#: NVIDIA's dataset_tool.py writes the labels here, at the top of the folder or zip.
+LABELS_FILE = "dataset.json"
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -64,6 +68,11 @@ class FolderDataset(Dataset):
 
     Files are decoded lazily in ``get`` and kept in a small LRU cache. ``resolution`` defaults to
     the shorter side of the first image, ``channels`` to 1 when it is grayscale, else 3.
+
+    With ``labels``, each image gets a class: from ``dataset.json`` at the top (NVIDIA's
+    dataset_tool.py format: ``{"labels": [[file, class index], ...]}``, so StyleGAN2-ADA data
+    trains as it is), else from the sub-folder it sits in (``root/<class>/...``, classes in
+    sorted order, as torchvision's ImageFolder).
     """
 
     def __init__(
@@ -72,6 +81,7 @@ class FolderDataset(Dataset):
         resolution: int | None = None,
         channels: int | None = None,
         num_samples: int | None = None,
+        labels: bool = False,
     ):
         self.path = Path(path)
         if not self.path.exists():
@@ -103,18 +113,22 @@ class FolderDataset(Dataset):
             raise DataError(f"data.channels: must be 1 or 3, got {channels}")
         self.resolution = resolution
         self.channels = channels
-        self.info = DataInfo(name="folder", shape=(channels, resolution, resolution), c_dim=0)
+        self.classes: torch.Tensor | None = None
+        self.class_names: list[str] = []
+        self.label_source = ""
+        if labels:
+            self.classes, self.class_names, self.label_source = self._read_labels()
+        self.info = DataInfo(name="folder", shape=(channels, resolution, resolution), c_dim=len(self.class_names))
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_items = max(1, CACHE_BYTES // (channels * resolution * resolution))
 
     @classmethod
     def from_config(cls, config: DataConfig) -> "FolderDataset":
-        """Build from ``[data]``: path (required), resolution, channels, num_samples (first N files)."""
+        """Build from ``[data]``: path (required), resolution, channels, num_samples (first N files), labels."""
         if config.path is None:
             raise DataError("data.path: required for data set 'folder' (a directory or a .zip of PNG/JPEG files)")
-        if config.labels:
-            raise DataError("data.labels: data set 'folder' has no labels")
-        return cls(config.path, resolution=config.resolution, channels=config.channels, num_samples=config.num_samples)
+        return cls(config.path, resolution=config.resolution, channels=config.channels, num_samples=config.num_samples,
+                   labels=config.labels)
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -138,6 +152,49 @@ class FolderDataset(Dataset):
                 if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("._"):
                     files.append(Path(root, name).relative_to(self.path).as_posix())
         return sorted(files)
+
+    def _read_labels(self) -> tuple[torch.Tensor, list[str], str]:
+        """``(class index per file, class names, where they came from)``."""
+        raw = self._read_member(LABELS_FILE)
+        if raw is not None:
+            return self._labels_from_json(raw)
+        parts = [name.split("/") for name in self.files]
+        loose = [self.file_name(i) for i, p in enumerate(parts) if len(p) < 2]
+        if loose:
+            raise DataError(
+                f"data.labels: {self.path} has no {LABELS_FILE}, so classes are its sub-folders, but "
+                f"{len(loose)} image(s) sit at its top, in no class folder (e.g. {loose[0]})"
+            )
+        names = sorted({p[0] for p in parts})
+        index = {name: i for i, name in enumerate(names)}
+        return torch.tensor([index[p[0]] for p in parts], dtype=torch.int64), names, "class sub-folders"
+
+    def _labels_from_json(self, raw: bytes) -> tuple[torch.Tensor, list[str], str]:
+        where = f"{self.path}:{LABELS_FILE}" if self._is_zip else str(self.path / LABELS_FILE)
+        try:
+            pairs = json.loads(raw)["labels"]
+            table = {str(name).replace("\\", "/"): label for name, label in pairs}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{where}: not NVIDIA's labels file ({{\"labels\": [[file, class], ...]}}): {exc}") from None
+        missing = [name for name in self.files if name not in table]
+        if missing:
+            raise DataError(f"{where}: no label for {len(missing)} image(s), e.g. {missing[0]}")
+        values = [table[name] for name in self.files]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            bad = next(v for v in values if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0))
+            raise DataError(f"{where}: labels must be class indices (integers >= 0), got {bad!r}")
+        count = max(values) + 1
+        return torch.tensor(values, dtype=torch.int64), [str(i) for i in range(count)], LABELS_FILE
+
+    def _read_member(self, name: str) -> bytes | None:
+        """The bytes of ``name`` at the top of the folder or zip, or None if it has none."""
+        if self._is_zip:
+            try:
+                return self._archive().read(name)
+            except KeyError:
+                return None
+        path = self.path / name
+        return path.read_bytes() if path.is_file() else None
 
     def _check_headers(self) -> None:
         """Read every file's image header (not its pixels) before training: a file that is no image
@@ -202,19 +259,21 @@ class FolderDataset(Dataset):
         """Number of image files."""
         return len(self.files)
 
-    def get(self, indices: Tensor) -> tuple[Tensor, None]:
-        """Images ``[N, C, R, R]`` in [-1, 1]; no labels."""
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Images ``[N, C, R, R]`` in [-1, 1] and, with labels, one-hot classes ``[N, classes]``."""
         idx = index_tensor(indices, len(self))
         batch = np.empty((len(idx), self.channels, self.resolution, self.resolution), dtype=np.uint8)
         for row, i in enumerate(idx.tolist()):
             batch[row] = self._load(i)
         x = torch.from_numpy(batch).to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
-        return x, None
+        c = one_hot(self.classes[idx], len(self.class_names)) if self.classes is not None else None
+        return x, c
 
     def describe(self) -> str:
         """One line for logs."""
         r = self.resolution
-        return f"folder {self.path}: {len(self)} images {self.channels}x{r}x{r}"
+        labels = f", {len(self.class_names)} classes from {self.label_source}" if self.classes is not None else ""
+        return f"folder {self.path}: {len(self)} images {self.channels}x{r}x{r}{labels}"
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
