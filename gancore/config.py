@@ -249,6 +249,9 @@ class TrainConfig:
     divergence: str = attrs.field(default="stop", validator=one_of("stop", "warn", "off"))
     divergence_limit: float = attrs.field(default=1e4, validator=gt(0.0))
     divergence_steps: int = attrs.field(default=20, validator=ge(1))
+    #: Processes that read and decode the real batches ahead of training (None: automatic, up to 3
+    #: for data sets that read files, none for in-memory data; 0: in the training process).
+    data_workers: int | None = attrs.field(default=None, validator=ge(0))
     #: A model folder or Hub repo (``gancore export`` / ``gancore import``) whose G, D and G_ema
     #: start a new run (fine-tuning); None: random initialisation.
     init: str | None = None

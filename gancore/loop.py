@@ -79,6 +79,7 @@ def train(run: "Run", steps: int | None = None) -> "Run":
                     raise TrainingInterrupted(stop.signum or signal.SIGTERM, done, _checkpoint_now(run))
     finally:
         progress.close()
+        run.trainer.close()
         run.log.close()
         if lock is not None:
             lock.release()

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.autograd.profiler import record_function
 
 from gancore.data import batch_indices
+from gancore.data.loader import BatchStream, default_workers
 from gancore.distributed import all_reduce_mean, average_gradients, mean_over_ranks, rank_slice, world_size
 from gancore.hooks import NamedTerm
 from gancore.losses import d_adversarial_loss, g_adversarial_loss, path_length_penalty, r1_penalty
@@ -105,17 +106,37 @@ class Trainer:
         self.run = run
         #: (round, rounds) of gradient accumulation within the current phase.
         self.accumulation = (0, 1)
+        #: The real batches decoded ahead by worker processes (``train.data_workers``), once asked for.
+        self._stream: BatchStream | None = None
 
     # -- one iteration ------------------------------------------------------------------------
 
     def real_batch(self) -> tuple[Tensor, Tensor | None]:
-        """This process's slice of the current step's real batch, and its labels."""
+        """This process's slice of the current step's real batch, and its labels.
+
+        With ``train.data_workers`` (automatic for data sets that read files) the batches are
+        decoded ahead in background processes; they hold the same items either way.
+        """
         run = self.run
         assert run.dataset is not None, "this run was built without a data set"
-        batch = run.config.train.batch
-        indices = batch_indices(len(run.dataset), batch, run.step, run.config.train.seed)[rank_slice(batch)]
-        x, c = run.dataset.get(indices)
-        return x.to(run.device, non_blocking=True), None if c is None else c.to(run.device)
+        train = run.config.train
+        batch = train.batch
+        workers = train.data_workers if train.data_workers is not None else default_workers(run.dataset)
+        if workers > 0:
+            if self._stream is None:
+                self._stream = BatchStream(run.dataset, batch, train.seed, rank_slice(batch), workers,
+                                           pin_memory=run.device.type == "cuda")
+            x, c = self._stream.get(run.step)
+        else:
+            indices = batch_indices(len(run.dataset), batch, run.step, train.seed)[rank_slice(batch)]
+            x, c = run.dataset.get(indices)
+        return x.to(run.device, non_blocking=True), None if c is None else c.to(run.device, non_blocking=True)
+
+    def close(self) -> None:
+        """Stop the data workers, if any (they start again when a batch is asked for)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def step(self) -> dict[str, float]:
         """Run one iteration (all phases, EMA, hooks) and return its statistics."""

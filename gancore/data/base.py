@@ -40,6 +40,8 @@ class Dataset(abc.ABC):
 
     #: Whether :meth:`quality_metrics` measures anything (if not, no samples are drawn for it).
     has_quality_metrics: bool = False
+    #: Whether :meth:`get` reads and decodes files (work for background workers, ``train.data_workers``).
+    reads_files: bool = False
 
     def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
         """Metrics of generated ``samples`` that this data set can measure (None: none).
@@ -65,6 +67,7 @@ class DatasetView(Dataset):
         self.dataset = dataset
         self.info = dataset.info
         self.has_quality_metrics = dataset.has_quality_metrics
+        self.reads_files = dataset.reads_files
 
     def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
         """The underlying data set's own metrics."""

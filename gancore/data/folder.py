@@ -68,12 +68,15 @@ class FolderDataset(Dataset):
 
     Files are decoded lazily in ``get`` and kept in a small LRU cache. ``resolution`` defaults to
     the shorter side of the first image, ``channels`` to 1 when it is grayscale, else 3.
+    Decoding is the work ``train.data_workers`` moves to background processes (``reads_files``).
 
     With ``labels``, each image gets a class: from ``dataset.json`` at the top (NVIDIA's
     dataset_tool.py format: ``{"labels": [[file, class index], ...]}``, so StyleGAN2-ADA data
     trains as it is), else from the sub-folder it sits in (``root/<class>/...``, classes in
     sorted order, as torchvision's ImageFolder).
     """
+
+    reads_files = True
 
     def __init__(
         self,
