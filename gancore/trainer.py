@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.autograd.profiler import record_function
 
 from gancore.data import batch_indices
-from gancore.data.loader import BatchStream, default_workers
+from gancore.data.loader import BatchStream, as_images, default_workers
 from gancore.distributed import all_reduce_mean, average_gradients, mean_over_ranks, rank_slice, world_size
 from gancore.hooks import NamedTerm
 from gancore.losses import d_adversarial_loss, g_adversarial_loss, path_length_penalty, r1_penalty
@@ -130,7 +130,8 @@ class Trainer:
         else:
             indices = batch_indices(len(run.dataset), batch, run.step, train.seed)[rank_slice(batch)]
             x, c = run.dataset.get(indices)
-        return x.to(run.device, non_blocking=True), None if c is None else c.to(run.device, non_blocking=True)
+        x = as_images(x.to(run.device, non_blocking=True))  # 8-bit batches become floats on the device
+        return x, None if c is None else c.to(run.device, non_blocking=True)
 
     def close(self) -> None:
         """Stop the data workers, if any (they start again when a batch is asked for)."""

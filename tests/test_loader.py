@@ -7,7 +7,7 @@ from PIL import Image
 
 from gancore.config import DataConfig
 from gancore.data import batch_indices, build_dataset
-from gancore.data.loader import BatchStream, default_workers
+from gancore.data.loader import BatchStream, as_images, default_workers
 from gancore.run import Run
 from gancore.testing import make_tiny_config
 
@@ -27,7 +27,8 @@ def test_the_stream_gives_each_steps_batch_as_the_data_set_does(image_folder):
         for step in [0, 1, 2, 3, 7, 8, 2]:  # consecutive steps, a jump ahead, a step back
             expected, _ = data.get(batch_indices(len(data), 6, step, 3))
             x, c = stream.get(step)
-            assert torch.equal(x, expected) and c is None
+            assert x.dtype == torch.uint8  # decoded images travel as bytes ...
+            assert torch.equal(as_images(x), expected) and c is None  # ... and come back bit for bit
     finally:
         stream.close()
 

@@ -42,6 +42,15 @@ class Dataset(abc.ABC):
     has_quality_metrics: bool = False
     #: Whether :meth:`get` reads and decodes files (work for background workers, ``train.data_workers``).
     reads_files: bool = False
+    #: Whether :meth:`get_levels` gives the images as 8-bit levels (decoded files): workers then
+    #: ship the bytes, a quarter of the floats, and the conversion runs where training does.
+    uint8_levels: bool = False
+
+    def get_levels(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Items ``indices`` as ``(u, c)`` with ``u`` uint8 ``[N, C, H, W]`` such that :meth:`get`'s
+        images are ``u.float() * 2 / 255 - 1`` (:func:`~gancore.data.loader.as_images`). Only data
+        sets with ``uint8_levels`` have it."""
+        raise NotImplementedError(f"{type(self).__name__} has no 8-bit images (uint8_levels is False)")
 
     def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
         """Metrics of generated ``samples`` that this data set can measure (None: none).
@@ -68,6 +77,7 @@ class DatasetView(Dataset):
         self.info = dataset.info
         self.has_quality_metrics = dataset.has_quality_metrics
         self.reads_files = dataset.reads_files
+        self.uint8_levels = dataset.uint8_levels
 
     def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
         """The underlying data set's own metrics."""
@@ -91,6 +101,10 @@ class FirstItems(DatasetView):
         indices = index_tensor(indices, self.count)
         return self.dataset.get(indices)
 
+    def get_levels(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The underlying data set's 8-bit items (``indices`` must be below ``count``)."""
+        return self.dataset.get_levels(index_tensor(indices, self.count))
+
     def describe(self) -> str:
         """The underlying data set's line, with the limit."""
         return f"{self.dataset.describe()}, first {self.count} used"
@@ -112,9 +126,16 @@ class XFlipped(DatasetView):
 
     def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
         """Items of the underlying data set; those from the second half flipped along the width."""
+        return self._flipped(self.dataset.get, indices)
+
+    def get_levels(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The 8-bit items, flipped as :meth:`get` flips them."""
+        return self._flipped(self.dataset.get_levels, indices)
+
+    def _flipped(self, read: Any, indices: Tensor) -> tuple[Tensor, Tensor | None]:
         indices = index_tensor(indices, len(self))
         n = len(self.dataset)
-        images, labels = self.dataset.get(indices % n)
+        images, labels = read(indices % n)
         flip = (indices >= n).to(images.device).view(-1, 1, 1, 1)
         return torch.where(flip, images.flip(3), images), labels
 

@@ -17,6 +17,7 @@ from torch import Tensor
 from gancore.backbone import DataInfo
 from gancore.config import DataConfig
 from gancore.data.base import DataError, Dataset, index_tensor, one_hot
+from gancore.data.loader import as_images
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderDataset", "load_square_image"]
 
@@ -77,6 +78,7 @@ class FolderDataset(Dataset):
     """
 
     reads_files = True
+    uint8_levels = True
 
     def __init__(
         self,
@@ -264,13 +266,17 @@ class FolderDataset(Dataset):
 
     def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
         """Images ``[N, C, R, R]`` in [-1, 1] and, with labels, one-hot classes ``[N, classes]``."""
+        levels, c = self.get_levels(indices)
+        return as_images(levels), c
+
+    def get_levels(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The decoded images as uint8 ``[N, C, R, R]`` (what :meth:`get` scales to [-1, 1])."""
         idx = index_tensor(indices, len(self))
         batch = np.empty((len(idx), self.channels, self.resolution, self.resolution), dtype=np.uint8)
         for row, i in enumerate(idx.tolist()):
             batch[row] = self._load(i)
-        x = torch.from_numpy(batch).to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
         c = one_hot(self.classes[idx], len(self.class_names)) if self.classes is not None else None
-        return x, c
+        return torch.from_numpy(batch), c
 
     def describe(self) -> str:
         """One line for logs."""

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from gancore.data.base import Dataset, batch_indices
 
-__all__ = ["BatchStream", "default_workers"]
+__all__ = ["BatchStream", "as_images", "default_workers"]
 
 #: How many batches each worker decodes ahead.
 PREFETCH = 2
@@ -29,8 +29,17 @@ def default_workers(dataset: Dataset) -> int:
     return max(1, min(3, (os.cpu_count() or 1) - 1))
 
 
+def as_images(x: Tensor) -> Tensor:
+    """Images of 8-bit levels as ``u * 2 / 255 - 1`` in float32 (the one conversion every data set
+    with ``uint8_levels`` uses, so results are bit for bit the same wherever it runs); floats pass."""
+    if x.dtype != torch.uint8:
+        return x
+    return x.to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
+
+
 class _StepBatches(torch.utils.data.Dataset):
-    """Item ``step`` is the real batch of that step (what the trainer would read itself)."""
+    """Item ``step`` is the real batch of that step (what the trainer would read itself); images of
+    8-bit levels travel as bytes (:func:`as_images` restores them)."""
 
     def __init__(self, dataset: Dataset, batch: int, seed: int, rows: slice):
         self.dataset = dataset
@@ -40,7 +49,7 @@ class _StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> tuple[Tensor, Tensor | None]:
         indices = batch_indices(len(self.dataset), self.batch, step, self.seed)[self.rows]
-        return self.dataset.get(indices)
+        return self.dataset.get_levels(indices) if self.dataset.uint8_levels else self.dataset.get(indices)
 
 
 class _StepsFrom(torch.utils.data.Sampler):
@@ -79,7 +88,8 @@ class BatchStream:
         self._next_step = step
 
     def get(self, step: int) -> tuple[Tensor, Tensor | None]:
-        """The real batch of ``step`` ``(x, c)``, as :class:`_StepBatches` gives it."""
+        """The real batch of ``step`` ``(x, c)``, as :class:`_StepBatches` gives it (8-bit images as
+        bytes: pass ``x`` through :func:`as_images`, after the copy to the GPU)."""
         if self._iterator is None or step != self._next_step:
             self._start(step)
         assert self._iterator is not None
