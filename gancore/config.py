@@ -161,9 +161,9 @@ converter: cattrs.Converter = _make_converter()
 
 
 #: Names accepted by ``[data] name``; ``gancore.data`` builds one data set for each.
-DATASET_NAMES: tuple[str, ...] = ("mog25", "ring8", "synthetic-images", "folder", "fmnist")
+DATASET_NAMES: tuple[str, ...] = ("mog25", "ring8", "synthetic-images", "folder", "fmnist", "huggingface")
 #: Other spellings of data set names ("-" and "_" are alike, case does not matter).
-DATASET_ALIASES = {"fashion-mnist": "fmnist", "fashionmnist": "fmnist"}
+DATASET_ALIASES = {"fashion-mnist": "fmnist", "fashionmnist": "fmnist", "hf": "huggingface"}
 
 
 def canonical_name(name: str) -> str:
@@ -198,7 +198,11 @@ class DataConfig:
     xflip: bool = False
     std: float | None = attrs.field(default=None, validator=gt(0.0))
     labels: bool = False
-    split: str = attrs.field(default="train", validator=one_of("train", "test"))
+    split: str = "train"
+    #: ``huggingface``: the column of images (None: the first Image column) ...
+    image_column: str | None = None
+    #: ... and of class labels (None: the first ClassLabel column).
+    label_column: str | None = None
     fit: str = attrs.field(default="resize", validator=one_of("resize", "pad"))
     seed: int = 0
 

@@ -175,6 +175,6 @@ def test_unknown_data_set_is_reported_with_the_rest():
     with pytest.raises(ConfigError) as info:
         load_config({"backbone": {"name": "mlp"}, "data": {"name": "nope"}, "train": {"batch": -1}})
     assert info.value.problems == [
-        "data.name: unknown data set 'nope'; known: mog25, ring8, synthetic-images, folder, fmnist",
+        "data.name: unknown data set 'nope'; known: mog25, ring8, synthetic-images, folder, fmnist, huggingface",
         "train.batch: must be > 0, got -1",
     ]

@@ -643,3 +643,54 @@ def test_a_conditional_run_trains_on_an_nvidia_zip(tmp_path):
     assert main(["train", str(run_file), "--out", str(tmp_path / "run")]) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["gancore"]["data_info"]["c_dim"] == 2
+
+
+# -- Hugging Face datasets (the optional extra) ----------------------------------------------------
+
+
+@pytest.fixture
+def hf_images(tmp_path):
+    """A small image data set with class labels, as save_to_disk and as parquet."""
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)) for _ in range(6)]
+    features = datasets.Features({"img": datasets.Image(), "kind": datasets.ClassLabel(names=["a", "b", "c"])})
+    data = datasets.Dataset.from_dict({"img": images, "kind": [2, 0, 1, 2, 0, 1]}, features=features)
+    data.save_to_disk(str(tmp_path / "disk"))
+    (tmp_path / "parquet").mkdir()
+    data.to_parquet(str(tmp_path / "parquet" / "part-0.parquet"))
+    return tmp_path, images
+
+
+@pytest.mark.parametrize("where", ["disk", "parquet"])
+def test_huggingface_images_and_labels(hf_images, where):
+    from gancore.data.folder import load_square_image
+
+    root, images = hf_images
+    data = build_dataset(DataConfig(name="hf", path=str(root / where), labels=True))
+    assert len(data) == 6 and data.info.shape == (3, 10, 10) and data.info.c_dim == 3
+    x, c = data.get(torch.arange(6))
+    expected = torch.stack([torch.from_numpy(load_square_image(im, 10, 3)) for im in images]).float() * (2 / 255) - 1
+    assert torch.equal(x, expected)
+    assert c.argmax(dim=1).tolist() == [2, 0, 1, 2, 0, 1]
+
+
+def test_huggingface_trains_with_workers(hf_images):
+    from gancore.run import Run
+    from gancore.testing import make_tiny_config
+
+    root, _ = hf_images
+    raw = make_tiny_config("dcgan", steps=2, batch=4, data_workers=1, **{
+        "data.name": "huggingface", "data.path": str(root / "disk"), "data.labels": True, "data.resolution": 8})
+    raw["data"].pop("num_samples", None)
+    raw["data"].pop("channels", None)
+    run = Run.build(raw).train()
+    assert run.step == 2 and run.data_info.c_dim == 3
+
+
+def test_huggingface_errors_name_the_problem(hf_images):
+    root, _ = hf_images
+    with pytest.raises(DataError, match="data.image_column: .* no column 'picture'"):
+        build_dataset(DataConfig(name="huggingface", path=str(root / "disk"), image_column="picture"))
+    with pytest.raises(DataError, match=r"'someone/faces' is no local data set, and downloads are off"):
+        build_dataset(DataConfig(name="huggingface", path="someone/faces"))

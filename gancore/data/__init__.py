@@ -1,4 +1,4 @@
-"""Data sets: 2-D mixtures, synthetic images, image folders and Fashion-MNIST, plus the batch sampler."""
+"""Data sets: 2-D mixtures, synthetic images, image folders, Fashion-MNIST and Hugging Face data sets, plus the batch sampler."""
 
 from typing import Callable
 
@@ -7,6 +7,7 @@ from gancore.config import DATASET_NAMES, DataConfig
 from gancore.data.base import DataError, Dataset, FirstItems, XFlipped, batch_indices, epoch_of
 from gancore.data.fmnist import FashionMNIST
 from gancore.data.folder import FolderDataset
+from gancore.data.huggingface import HuggingFaceDataset
 from gancore.data.mixtures import mog25, ring8
 from gancore.data.synthetic import SyntheticImages
 
@@ -18,6 +19,7 @@ _BUILDERS: dict[str, Callable[[DataConfig], Dataset]] = {
     "synthetic-images": SyntheticImages.from_config,
     "folder": FolderDataset.from_config,
     "fmnist": FashionMNIST.from_config,
+    "huggingface": HuggingFaceDataset.from_config,
 }
 
 
