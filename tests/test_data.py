@@ -81,7 +81,7 @@ def test_epoch_of():
 
 
 def test_dataset_names_and_unknown_name():
-    assert DATASET_NAMES == ("mog25", "ring8", "synthetic-images", "folder", "fmnist")
+    assert DATASET_NAMES == ("mog25", "ring8", "synthetic-images", "folder", "fmnist", "huggingface")
     with pytest.raises(ValueError) as info:
         _cfg(name="cifar")  # the config itself refuses it
     assert str(info.value) == f"unknown data set 'cifar'; known: {', '.join(DATASET_NAMES)}"
