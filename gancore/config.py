@@ -3,6 +3,7 @@
 import copy
 import difflib
 import json
+import math
 import sys
 import types
 import typing
@@ -59,6 +60,8 @@ class ConfigError(ValueError):
 
 def _comparison(symbol: str, bound: float, ok: Callable[[Any, float], bool]) -> Callable:
     def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, float) and not math.isfinite(value):  # inf passes a comparison, then diverges
+            raise ValueError(f"must be a finite number {symbol} {bound}, got {value!r}")
         if value is not None and not ok(value, bound):
             raise ValueError(f"must be {symbol} {bound}, got {value!r}")
 
@@ -354,10 +357,16 @@ def load_raw_config(path: str | Path) -> dict[str, Any]:
 
 
 def _parse_value(text: str) -> Any:
-    """A --set value: a TOML literal (number, bool, string, array, inline table) or a bare string."""
+    """A --set value: a TOML literal (number, bool, string, array, inline table) or a bare string.
+
+    A value that starts like an array or inline table but is not valid TOML raises a ValueError
+    with the TOML parser's message (``[0.5,`` is a typo, not the string "[0.5,").
+    """
     try:
         return tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if text.startswith(("[", "{", '"', "'")):
+            raise ValueError(f"{text!r} is not a TOML value ({str(exc).split(' (at')[0]})") from None
         return text
 
 
@@ -373,7 +382,12 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str], source: st
         if not sep or not key.strip():
             problems.append(f"{item!r}: expected dotted.key=value")
             continue
-        problem = set_value(out, key.strip(), _parse_value(text.strip()))
+        try:
+            value = _parse_value(text.strip())
+        except ValueError as exc:
+            problems.append(f"{key.strip()}: {exc}")
+            continue
+        problem = set_value(out, key.strip(), value)
         if problem:
             problems.append(problem)
     if problems:

@@ -12,6 +12,8 @@ import pytest
 
 from gancore import LossTerm, checkpoint as ckpt, hookimpl
 from gancore.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 from gancore.run import Run
 from gancore.testing import make_tiny_config
 
@@ -386,3 +388,19 @@ def test_the_checkpoint_integrity_check(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="run.safetensors: damaged or truncated"):
         ckpt.verify_checkpoint(newest)
     assert ckpt.newest_intact_checkpoint(out) == out / "checkpoints" / "step-000001"
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "-1", "0"])
+def test_a_learning_rate_out_of_range_is_refused_before_anything_is_written(tmp_path, capsys, value):
+    out = tmp_path / "run"
+    assert main(["train", str(CONFIGS / "mog25-topk.toml"), "--steps", "2", "--set", f"train.g_lr={value}",
+                 "--out", str(out)]) == 2
+    assert "train.g_lr: must be " in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_typo_in_a_set_value_gets_a_toml_message(tmp_path, capsys):
+    assert main(["train", str(CONFIGS / "mog25-topk.toml"), "--set", "train.betas=[0.5,", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "train.betas: '[0.5,' is not a TOML value" in err and "Too many values" not in err
+    assert not (tmp_path / "r").exists()
