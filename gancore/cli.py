@@ -443,8 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a quota, permissions: one line, earlier results intact
         return _fail(str(exc) if isinstance(exc, CheckpointWriteError) else
                      f"could not write {exc.filename or 'a file'}: {exc.strerror or exc}", 1)
-    except KeyboardInterrupt:
-        return _fail(f"aborted; {_intact(args)}", 130)
+    except KeyboardInterrupt as exc:  # Ctrl-C outside training, or a second stop signal in it
+        return _fail(f"aborted; {_intact(args)}", getattr(exc, "exit_status", 130))
 
 
 def _intact(args: argparse.Namespace) -> str:

@@ -1,4 +1,4 @@
-"""Stopping training cleanly: SIGINT and SIGTERM finish the current step, write a checkpoint and stop; a second one aborts."""
+"""Stopping training cleanly: SIGINT, SIGTERM and SIGHUP finish the current step, write a checkpoint and stop; a second one aborts."""
 
 import contextlib
 import signal
@@ -7,7 +7,24 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["StopRequest", "TrainingInterrupted", "stop_on_signals"]
+__all__ = ["STOP_SIGNALS", "StopRequest", "TrainingAborted", "TrainingInterrupted", "stop_on_signals"]
+
+#: The signals that stop training cleanly: Ctrl-C, a scheduler's or kill's TERM, and HUP (the
+#: terminal closed, an ssh session dropped), where the platform has it.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class TrainingAborted(KeyboardInterrupt):
+    """A second stop signal arrived while the first was being honoured: training stops at once."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal number, as for the first signal (130, 143, 129)."""
+        return 128 + self.signum
 
 
 class TrainingInterrupted(Exception):
@@ -36,8 +53,9 @@ class StopRequest:
 
 @contextlib.contextmanager
 def stop_on_signals(announce: bool = True) -> Iterator[StopRequest]:
-    """Within the block, the first SIGINT or SIGTERM only records itself (the loop finishes its
-    step, writes a checkpoint and stops); a second one raises KeyboardInterrupt at once.
+    """Within the block, the first of :data:`STOP_SIGNALS` only records itself (the loop finishes its
+    step, writes a checkpoint and stops); a second one raises :class:`TrainingAborted` (a
+    KeyboardInterrupt) at once.
 
     Only the main thread can take signals; elsewhere the block changes nothing.
     """
@@ -48,13 +66,13 @@ def stop_on_signals(announce: bool = True) -> Iterator[StopRequest]:
 
     def handle(signum: int, frame: object) -> None:
         if request.signum is not None:
-            raise KeyboardInterrupt  # the second signal: abort now (checkpoints are written atomically)
+            raise TrainingAborted(signum)  # the second signal: abort now (checkpoints are written atomically)
         request.signum = signum
         if announce:
             print(f"\ngancore: {signal.Signals(signum).name} received: finishing this step and writing a "
                   "checkpoint; send it again to abort at once", file=sys.stderr, flush=True)
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
     try:
         yield request
     finally:

@@ -65,7 +65,7 @@ def _wait_for_steps(run_dir: Path, steps: int, process: subprocess.Popen, timeou
 # -- signals ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_finishes_the_step_writes_a_checkpoint_and_says_where(tmp_path, signum, status):
     run_dir = tmp_path / "run"
     process = _gancore("train", str(_config(tmp_path, steps=100000)), "--out", str(run_dir))
@@ -115,6 +115,19 @@ def test_a_second_signal_aborts_at_once_and_leaves_the_previous_checkpoint(regis
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002"]  # no half-written folder
     ckpt.verify_checkpoint(out / "checkpoints" / "step-000002")
     assert signal.getsignal(signal.SIGINT) is not None  # the previous handler is back
+
+
+def test_a_second_sigterm_exits_143_like_the_first(tmp_path):
+    run_dir = tmp_path / "run"
+    process = _gancore("train", str(_config(tmp_path, steps=100000)), "--out", str(run_dir))
+    _wait_for_steps(run_dir, 3, process)
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is not None:  # an abort leaves no half checkpoint: whatever is there is whole
+        ckpt.verify_checkpoint(latest)
 
 
 def test_interrupting_an_in_memory_run_says_nothing_was_saved(register_plugin):
