@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,7 +39,7 @@ def _describe_results(run: Any) -> str:
         lines.append(f"  {samples[-1]}  (samples)")
     checkpoints = sorted((out / "checkpoints").glob("step-*"))
     if checkpoints:
-        lines.append(f"  {checkpoints[-1]}/  (checkpoint; continue with: gancore resume {out} --steps N)")
+        lines.append(f"  {checkpoints[-1]}/  (checkpoint; continue with: gancore resume {shlex.quote(str(out))} --steps N)")
     if run.metrics:
         lines.append(f"metrics of G_ema ({run.config.train.eval_samples} samples):")
         lines += [f"  {key.removeprefix('Metrics/')}: {value:.4g}" for key, value in run.metrics.items()]
@@ -219,7 +220,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from gancore.importing import import_checkpoint
 
     out = import_checkpoint(args.source, args.out_dir)
-    print(f"imported {args.source} into {out}/ (use: gancore sample {out}, gancore.from_pretrained({str(out)!r}))")
+    print(f"imported {args.source} into {out}/ (use: gancore sample {shlex.quote(str(out))}, "
+          f"gancore.from_pretrained({str(out)!r}))")
     return 0
 
 
@@ -438,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PluginError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except TrainingInterrupted as exc:
-        hint = f"; continue with: gancore resume {exc.checkpoint.parent.parent}" if exc.checkpoint is not None else ""
+        hint = (f"; continue with: gancore resume {shlex.quote(str(exc.checkpoint.parent.parent))}"
+                if exc.checkpoint is not None else "")
         return _fail(f"interrupted: {exc}{hint}", exc.exit_status)
     except OSError as exc:  # a full disk, a quota, permissions: one line, earlier results intact
         return _fail(str(exc) if isinstance(exc, CheckpointWriteError) else
@@ -460,7 +463,7 @@ def _intact(args: argparse.Namespace) -> str:
     latest = latest_checkpoint(folder)
     if latest is None:
         return f"no checkpoint of {folder} was written"
-    return f"the newest complete checkpoint is {latest}; continue with: gancore resume {folder}"
+    return f"the newest complete checkpoint is {latest}; continue with: gancore resume {shlex.quote(str(folder))}"
 
 
 if __name__ == "__main__":  # pragma: no cover

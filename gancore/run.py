@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import shlex
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -241,7 +242,7 @@ class Run:
                 lock.release()
             intact = ckpt.newest_intact_checkpoint(run_dir, before=checkpoint)
             hint = (f"; the newest intact checkpoint before it is {intact.name}: resume from it with "
-                    f"`gancore resume {run_dir} --from-previous`") if intact is not None else "; no intact checkpoint precedes it"
+                    f"`gancore resume {shlex.quote(str(run_dir))} --from-previous`") if intact is not None else "; no intact checkpoint precedes it"
             raise ckpt.CheckpointError(f"{exc}{hint}") from None
         except BaseException:
             if lock is not None:

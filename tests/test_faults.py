@@ -417,3 +417,17 @@ def test_a_typo_in_a_set_value_gets_a_toml_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train.betas: '[0.5,' is not a TOML value" in err and "Too many values" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_printed_commands_can_be_pasted_with_spaces_and_accents(tmp_path, capsys):
+    import shlex
+
+    out = tmp_path / "my runs é" / "run 1"
+    assert main(["train", str(CONFIGS / "mog25-topk.toml"), "--steps", "2", "--out", str(out),
+                 "--set", "train.progress=false"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if "continue with: " in l)
+    command = line.split("continue with: ", 1)[1].removesuffix(")").replace("--steps N", "--steps 3")
+    words = shlex.split(command)
+    assert words[:2] == ["gancore", "resume"] and words[2] == str(out)
+    assert main(words[1:]) == 0
+    assert ckpt.read_state(ckpt.latest_checkpoint(out))["step"] == 3
