@@ -1,6 +1,8 @@
 """Training statistics: averaging over a logging interval, appending to stats.jsonl and TensorBoard (when installed)."""
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,8 +43,7 @@ class StatsLog:
         self._counts.clear()
         self.history.append(line)
         if self.path is not None:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(line, allow_nan=True) + "\n")
+            append_line(self.path, json.dumps(line, allow_nan=True) + "\n")
         if self.tensorboard is None and self.tensorboard_dir is not None:
             self.tensorboard = _tensorboard_writer(self.tensorboard_dir)
             self.tensorboard_dir = None  # made once (or found missing once)
@@ -79,7 +80,43 @@ def _tensorboard_writer(folder: Path) -> Any:
     return SummaryWriter(log_dir=str(folder))
 
 
+def append_line(path: Path, text: str) -> None:
+    """Append ``text`` (one line) whole or not at all: written, flushed and synced; when the disk
+    fills half-way, the file is cut back to where it was and the OSError raised."""
+    data = text.encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(fd, data[done:])
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, start)  # no torn line for the next reader
+            raise
+    finally:
+        os.close(fd)
+
+
 def read_stats(path: Path) -> list[dict[str, Any]]:
-    """Read every line of a stats.jsonl file."""
-    with Path(path).open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Read every line of a stats.jsonl file.
+
+    A torn last line (a process killed, or a disk filled, while writing it) is dropped with a
+    warning naming the file; a damaged line before it is a CheckpointError naming the file and line.
+    """
+    from gancore.checkpoint import CheckpointError
+
+    path = Path(path)
+    lines = [(number, text) for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text.strip()]
+    records = []
+    for position, (number, text) in enumerate(lines):
+        try:
+            records.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            if position == len(lines) - 1:
+                print(f"gancore: warning: {path}: dropped a torn last line (line {number}, {len(text)} characters)",
+                      file=sys.stderr)
+                break
+            raise CheckpointError(f"{path}: line {number} is not JSON ({exc.msg}); the file is damaged") from None
+    return records

@@ -431,3 +431,39 @@ def test_printed_commands_can_be_pasted_with_spaces_and_accents(tmp_path, capsys
     assert words[:2] == ["gancore", "resume"] and words[2] == str(out)
     assert main(words[1:]) == 0
     assert ckpt.read_state(ckpt.latest_checkpoint(out))["step"] == 3
+
+
+def test_a_torn_last_stats_line_is_dropped_and_resume_goes_on(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(CONFIGS / "mog25-topk.toml"), "--steps", "4", "--out", str(out),
+                 "--set", "train.progress=false", "--set", "train.log_every=1"]) == 0
+    stats = out / "stats.jsonl"
+    with stats.open("a") as f:
+        f.write('{"step": 5, "kimg": 1.2, "Loss/D/to')  # a disk that filled, or a kill, mid-line
+    capsys.readouterr()
+    assert main(["resume", str(out), "--steps", "6"]) == 0
+    assert f"gancore: warning: {stats}: dropped a torn last line" in capsys.readouterr().err
+    assert [json.loads(line)["step"] for line in stats.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_stats_line_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import errno
+
+    from gancore import stats as stats_module
+
+    log = stats_module.StatsLog(tmp_path / "stats.jsonl")
+    log.add({"Loss/D/total": 1.0})
+    log.flush(1, 0.1, 0.5)
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(stats_module.os, "write", half_then_full)
+    log.add({"Loss/D/total": 2.0})
+    with pytest.raises(OSError):
+        log.flush(2, 0.2, 0.5)
+    monkeypatch.undo()
+    assert [line["step"] for line in stats_module.read_stats(tmp_path / "stats.jsonl")] == [1]
+    assert (tmp_path / "stats.jsonl").read_text().endswith("\n")
