@@ -4,7 +4,6 @@ import json
 import signal
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -12,6 +11,7 @@ from gancore.checkpoint import latest_checkpoint
 from gancore.distributed import is_distributed, rank
 from gancore.divergence import DivergenceError, DivergenceGuard
 from gancore.evaluation import keep_best
+from gancore.messages import warn
 from gancore.runfolder import RunLock, remove_orphaned_temporaries
 from gancore.signals import TrainingInterrupted, stop_on_signals
 
@@ -58,7 +58,7 @@ def train(run: "Run", steps: int | None = None) -> "Run":
                     run.log.flush(done, run.kimg, (time.perf_counter() - started) / steps_since_log)
                     raise DivergenceError(f"{message}; {_newest_checkpoint(run)} (lower the learning rates?)")
                 if message and guard is not None and guard.streak == guard.patience:
-                    warnings.warn(message, stacklevel=2)
+                    warn(message)
                 if (config.eval_every and done % config.eval_every == 0) or last:
                     run.log.add(run.evaluate())
                     keep_best(run)

@@ -7,8 +7,9 @@ import shutil
 import socket
 import sys
 import time
-import warnings
 from pathlib import Path
+
+from gancore.messages import warn
 from typing import Any
 
 __all__ = ["LOCK_FILE", "RunFolderBusyError", "RunLock", "remove_orphaned_temporaries"]
@@ -73,10 +74,7 @@ class RunLock:
             ) from None
         previous = self._holder(handle)
         if previous.get("pid") and previous.get("pid") != os.getpid():
-            warnings.warn(
-                f"{self.folder}: taking over the lock left by {_describe(previous)}, which is no longer running",
-                stacklevel=2,
-            )
+            warn(f"{self.folder}: taking over the lock left by {_describe(previous)}, which is no longer running")
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({
