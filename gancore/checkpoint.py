@@ -66,6 +66,7 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """``safetensors.save_file``, its write failures (reported as SafetensorError) raised as OSError naming the file."""
     try:
         save_file(_tensors_for_saving(tensors), str(path))
+        os.chmod(path, 0o666 & ~_umask())  # safetensors creates 0600: the user's umask decides, as for other files
     except OSError as exc:
         exc.filename = exc.filename or str(path)
         raise
@@ -73,6 +74,13 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         code = re.search(r"os error (\d+)", str(exc))
         number = int(code.group(1)) if code else errno.EIO
         raise OSError(number, os.strerror(number) if code else str(exc), str(path)) from exc
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_module(module: nn.Module, path: Path) -> None:

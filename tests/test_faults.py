@@ -471,3 +471,44 @@ def test_a_stats_line_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert [line["step"] for line in stats_module.read_stats(tmp_path / "stats.jsonl")] == [1]
     assert (tmp_path / "stats.jsonl").read_text().endswith("\n")
+
+
+def test_checkpoint_files_follow_the_umask(tmp_path):
+    out = tmp_path / "run"
+    old = os.umask(0o022)
+    try:
+        assert main(["train", str(CONFIGS / "mog25-topk.toml"), "--steps", "2", "--out", str(out),
+                     "--set", "train.progress=false"]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in ckpt.latest_checkpoint(out).iterdir()}
+    assert set(modes.values()) == {0o644}, modes
+
+
+@pytest.mark.parametrize("entry", ["../elsewhere.safetensors", "/etc/hostname", "link.safetensors"])
+def test_a_model_folder_pointing_outside_itself_is_refused(tmp_path, entry):
+    import gancore
+
+    out = tmp_path / "run"
+    assert main(["train", str(CONFIGS / "mog25-topk.toml"), "--steps", "2", "--out", str(out),
+                 "--set", "train.progress=false"]) == 0
+    model = gancore.export(out, tmp_path / "model")
+    (tmp_path / "elsewhere.safetensors").write_bytes((model / "D.safetensors").read_bytes())
+    (model / "link.safetensors").symlink_to(tmp_path / "elsewhere.safetensors")
+    index = json.loads((model / "gan_index.json").read_text())
+    index["components"]["D"] = entry
+    (model / "gan_index.json").write_text(json.dumps(index))
+    with pytest.raises(ckpt.CheckpointError, match="points outside the folder"):
+        gancore.from_pretrained(model)  # G_ema is asked for; the D entry is checked too
+
+
+def test_every_listed_network_file_is_checked(tmp_path):
+    import gancore
+
+    out = tmp_path / "run"
+    assert main(["train", str(CONFIGS / "mog25-topk.toml"), "--steps", "2", "--out", str(out),
+                 "--set", "train.progress=false"]) == 0
+    model = gancore.export(out, tmp_path / "model")
+    (model / "D.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ckpt.CheckpointError, match=r"D\.safetensors: component 'D' is not a readable safetensors"):
+        gancore.from_pretrained(model)
