@@ -168,12 +168,15 @@ def _load_exported(
 
 def _component_paths(folder: Path, files: Any) -> dict[str, Path]:
     """Every network file ``gan_index.json`` lists, checked before any is loaded: inside the folder
-    (no absolute path, no ``..``, no link out of it), present, and a readable safetensors file."""
+    (no absolute path, no ``..``, no link out of it; in the Hub's cache, out of the repo's cache
+    folder), present, and a readable safetensors file."""
     from safetensors import safe_open
 
     if not isinstance(files, dict):
         raise CheckpointError(f"{folder / INDEX_FILE}: 'components' is not a table of network files")
     root = folder.resolve()
+    if root.parent.name == "snapshots":  # a Hub cache: snapshot files link to the repo's blobs/
+        root = root.parents[1]
     paths = {}
     for name, file in files.items():
         path = (folder / str(file)).resolve()
