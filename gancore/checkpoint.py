@@ -202,7 +202,7 @@ def write_checkpoint(
         # Make room first, so that a quota holding exactly `keep` checkpoints can rotate; the newest
         # complete checkpoint always stays until the new one is in place.
         for stale in existing[: max(0, len(existing) - max(keep - 1, 1))]:
-            shutil.rmtree(stale, ignore_errors=True)
+            _remove_checkpoint(stale)
     tmp = root / f".tmp-{folder}-{os.getpid()}"
     try:
         if tmp.exists():
@@ -225,8 +225,20 @@ def write_checkpoint(
     _fsync_dir(root)
     if keep is not None:
         for stale in list_checkpoints(root)[:-keep]:
-            shutil.rmtree(stale, ignore_errors=True)
+            _remove_checkpoint(stale)
     return final
+
+
+def _remove_checkpoint(folder: Path) -> None:
+    """Delete a checkpoint crash-safely: renamed out of the step names first (``.old-<name>-<pid>``),
+    so a kill mid-delete leaves no half checkpoint under a step name, only a folder the next
+    ``train`` or ``resume`` removes."""
+    old = folder.with_name(f".old-{folder.name}-{os.getpid()}")
+    try:
+        folder.rename(old)
+    except OSError:
+        return
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_failure(root: Path, folder: str, exc: OSError) -> str:

@@ -512,3 +512,27 @@ def test_every_listed_network_file_is_checked(tmp_path):
     (model / "D.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ckpt.CheckpointError, match=r"D\.safetensors: component 'D' is not a readable safetensors"):
         gancore.from_pretrained(model)
+
+
+def test_checkpoint_rotation_renames_before_it_deletes(tmp_path, monkeypatch):
+    """A kill in the middle of deleting an old checkpoint leaves no half checkpoint under a step name."""
+    import shutil
+
+    out = tmp_path / "run"
+    deleted = []
+
+    def killed_mid_delete(path, ignore_errors=False):
+        deleted.append(Path(path).name)
+        (Path(path) / "state.json").unlink(missing_ok=True)  # part of it gone, then the process dies
+        raise SystemExit("killed")
+
+    run = Run.build(make_tiny_config("mlp", steps=6, checkpoint_every=2, keep_checkpoints=1), out_dir=out)
+    run.train(steps=4)
+    monkeypatch.setattr(ckpt.shutil, "rmtree", killed_mid_delete)
+    with pytest.raises(SystemExit):
+        run.train(steps=6)
+    monkeypatch.undo()
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert all(n.startswith((".old-", ".tmp-", "step-")) for n in names)
+    assert all(ckpt.verify_checkpoint(c) is None for c in ckpt.list_checkpoints(out / "checkpoints"))
+    assert deleted and deleted[0].startswith(".old-step-")
