@@ -9,7 +9,10 @@ from torch import Tensor
 
 from gancore.backbone import DataInfo
 
-__all__ = ["DataError", "Dataset", "DatasetView", "FirstItems", "XFlipped", "batch_indices", "epoch_of", "index_tensor", "mix_seed", "one_hot"]
+__all__ = [
+    "DataError", "Dataset", "DatasetView", "EightBitImages", "FirstItems", "XFlipped", "as_images", "batch_indices",
+    "epoch_of", "index_tensor", "mix_seed", "one_hot",
+]
 
 _MASK64 = (1 << 64) - 1
 
@@ -67,6 +70,25 @@ class Dataset(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
+
+
+def as_images(x: Tensor) -> Tensor:
+    """Images of 8-bit levels as ``u * 2 / 255 - 1`` in float32 (the one conversion every data set
+    with ``uint8_levels`` uses, so results are bit for bit the same wherever it runs); floats pass."""
+    if x.dtype != torch.uint8:
+        return x
+    return x.to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
+
+
+class EightBitImages(Dataset):
+    """A data set of decoded 8-bit images: :meth:`get` is :meth:`get_levels` scaled to [-1, 1]."""
+
+    uint8_levels = True
+
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Images ``[N, C, R, R]`` in [-1, 1] and, with labels, one-hot classes."""
+        levels, c = self.get_levels(indices)
+        return as_images(levels), c
 
 
 class DatasetView(Dataset):

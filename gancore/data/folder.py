@@ -16,8 +16,7 @@ from torch import Tensor
 
 from gancore.backbone import DataInfo
 from gancore.config import DataConfig
-from gancore.data.base import DataError, Dataset, index_tensor, one_hot
-from gancore.data.loader import as_images
+from gancore.data.base import DataError, EightBitImages, index_tensor, one_hot
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderDataset", "load_square_image"]
 
@@ -64,7 +63,7 @@ def load_square_image(image: Image.Image, resolution: int, channels: int) -> np.
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-class FolderDataset(Dataset):
+class FolderDataset(EightBitImages):
     """The PNG/JPEG files under a directory (recursively) or inside a .zip, in sorted order.
 
     Files are decoded lazily in ``get`` and kept in a small LRU cache. ``resolution`` defaults to
@@ -78,7 +77,6 @@ class FolderDataset(Dataset):
     """
 
     reads_files = True
-    uint8_levels = True
 
     def __init__(
         self,
@@ -264,10 +262,6 @@ class FolderDataset(Dataset):
         """Number of image files."""
         return len(self.files)
 
-    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Images ``[N, C, R, R]`` in [-1, 1] and, with labels, one-hot classes ``[N, classes]``."""
-        levels, c = self.get_levels(indices)
-        return as_images(levels), c
 
     def get_levels(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
         """The decoded images as uint8 ``[N, C, R, R]`` (what :meth:`get` scales to [-1, 1])."""

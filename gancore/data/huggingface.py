@@ -14,9 +14,8 @@ from torch import Tensor
 
 from gancore.backbone import DataInfo
 from gancore.config import DataConfig
-from gancore.data.base import DataError, Dataset, index_tensor, one_hot
+from gancore.data.base import DataError, EightBitImages, index_tensor, one_hot
 from gancore.data.folder import GRAY_MODES, load_square_image
-from gancore.data.loader import as_images
 
 __all__ = ["HuggingFaceDataset"]
 
@@ -61,7 +60,19 @@ def _open(source: str, split: str) -> Any:
         raise DataError(f"data.path: cannot open Hugging Face data set {source!r}: {type(exc).__name__}: {exc}") from None
 
 
-class HuggingFaceDataset(Dataset):
+def _column(source: str, features: Any, given: str | None, kind: type, key: str) -> str:
+    """The column named ``given``, else the first of feature type ``kind``; a DataError naming ``data.<key>``."""
+    if given is None:
+        found = next((name for name, feature in features.items() if isinstance(feature, kind)), None)
+        if found is None:
+            raise DataError(f"data.{key}: {source} has no {kind.__name__} column (columns: {sorted(features)}); name one")
+        return found
+    if given not in features:
+        raise DataError(f"data.{key}: {source} has no column {given!r} (columns: {sorted(features)})")
+    return given
+
+
+class HuggingFaceDataset(EightBitImages):
     """A ``datasets`` split's images ``[N, C, R, R]`` in [-1, 1] (and one-hot labels).
 
     ``image_column`` defaults to the first ``Image`` column, ``label_column`` (with ``labels``) to
@@ -70,7 +81,6 @@ class HuggingFaceDataset(Dataset):
     """
 
     reads_files = True
-    uint8_levels = True
 
     def __init__(
         self,
@@ -87,21 +97,11 @@ class HuggingFaceDataset(Dataset):
         self.source = source
         data = _open(source, split)
         features = data.features
-        if image_column is None:
-            image_column = next((k for k, f in features.items() if isinstance(f, datasets.Image)), None)
-            if image_column is None:
-                raise DataError(f"data.image_column: {source} has no Image column (columns: {sorted(features)})")
-        elif image_column not in features:
-            raise DataError(f"data.image_column: {source} has no column {image_column!r} (columns: {sorted(features)})")
+        image_column = _column(source, features, image_column, datasets.Image, "image_column")
         self.class_names: list[str] = []
         self.classes: Tensor | None = None
         if labels:
-            if label_column is None:
-                label_column = next((k for k, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
-                if label_column is None:
-                    raise DataError(f"data.label_column: {source} has no ClassLabel column; name one")
-            if label_column not in features:
-                raise DataError(f"data.label_column: {source} has no column {label_column!r}")
+            label_column = _column(source, features, label_column, datasets.ClassLabel, "label_column")
             values = torch.tensor(data[label_column], dtype=torch.int64)
             feature = features[label_column]
             count = feature.num_classes if isinstance(feature, datasets.ClassLabel) else int(values.max()) + 1
@@ -140,10 +140,6 @@ class HuggingFaceDataset(Dataset):
         """Number of images in the split."""
         return len(self.data)
 
-    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Images ``[N, C, R, R]`` in [-1, 1] and, with labels, one-hot classes."""
-        levels, c = self.get_levels(indices)
-        return as_images(levels), c
 
     def get_levels(self, indices: Tensor) -> tuple[Tensor, Tensor | None]:
         """The decoded images as uint8 ``[N, C, R, R]``."""

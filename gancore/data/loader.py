@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from gancore.data.base import Dataset, batch_indices
+from gancore.data.base import Dataset, as_images, batch_indices
 
 __all__ = ["BatchStream", "as_images", "default_workers"]
 
@@ -27,14 +27,6 @@ def default_workers(dataset: Dataset) -> int:
     if not getattr(dataset, "reads_files", False):
         return 0
     return max(1, min(3, (os.cpu_count() or 1) - 1))
-
-
-def as_images(x: Tensor) -> Tensor:
-    """Images of 8-bit levels as ``u * 2 / 255 - 1`` in float32 (the one conversion every data set
-    with ``uint8_levels`` uses, so results are bit for bit the same wherever it runs); floats pass."""
-    if x.dtype != torch.uint8:
-        return x
-    return x.to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
 
 
 class _StepBatches(torch.utils.data.Dataset):
