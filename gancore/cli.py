@@ -415,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gancore.signals import TrainingInterrupted
     from gancore.metrics.extractors import ExtractorUnavailableError
     from gancore.plugins import HookError, PluginError
+    from gancore.memory import TrainingOutOfMemory
     from gancore.pickle_reader import PickleReadError
     from gancore.download import DownloadError
 
@@ -436,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HookError as exc:
         return _fail(str(exc), 1)
     except FloatingPointError as exc:  # DivergenceError: its message names the step, value and newest checkpoint
+        return _fail(str(exc), 1)
+    except TrainingOutOfMemory as exc:  # names the phase, the batch, what to try and the newest checkpoint
         return _fail(str(exc), 1)
     except PluginError as exc:
         return _fail(str(exc), EXIT_USAGE)

@@ -11,6 +11,7 @@ from gancore.checkpoint import latest_checkpoint
 from gancore.distributed import is_distributed, rank
 from gancore.divergence import DivergenceError, DivergenceGuard
 from gancore.evaluation import keep_best
+from gancore.memory import TrainingOutOfMemory, is_out_of_memory
 from gancore.messages import warn
 from gancore.runfolder import RunLock, remove_orphaned_temporaries
 from gancore.signals import TrainingInterrupted, stop_on_signals
@@ -47,6 +48,10 @@ def train(run: "Run", steps: int | None = None) -> "Run":
                     stats = run.trainer.step()
                 except DivergenceError:
                     raise
+                except (RuntimeError, MemoryError) as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    raise TrainingOutOfMemory(_out_of_memory(run, exc)) from None
                 except FloatingPointError as exc:
                     raise DivergenceError(f"training diverged: {exc}; {_newest_checkpoint(run)}") from None
                 run.log.add(stats)
@@ -124,6 +129,19 @@ def _checkpoint_now(run: "Run") -> Path | None:
     if latest is not None and latest.name == f"step-{run.step:06d}":
         return latest
     return run.save_checkpoint()
+
+
+def _out_of_memory(run: "Run", exc: BaseException) -> str:
+    """One line: where memory ran out, with which batch, what to try, and what is intact."""
+    train = run.config.train
+    piece = f", {train.batch_per_gpu} per pass" if train.batch_per_gpu else ""
+    smaller = max(1, (train.batch_per_gpu or train.batch) // 2)
+    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    return (
+        f"out of memory in {run.trainer.phase or 'a training step'} at step {run.step} on {run.device} "
+        f"(batch {train.batch}{piece}: {first}); try train.batch_per_gpu = {smaller} (the same batch, its "
+        f"gradients accumulated over smaller passes) or a smaller train.batch; {_newest_checkpoint(run)}"
+    )
 
 
 def _newest_checkpoint(run: "Run") -> str:

@@ -108,6 +108,8 @@ class Trainer:
         self.accumulation = (0, 1)
         #: The real batches decoded ahead by worker processes (``train.data_workers``), once asked for.
         self._stream: BatchStream | None = None
+        #: The phase running (``"Gmain"``, ``"Greg"``, ``"Dmain"``, ``"Dreg"``, ``"Gema"``), for error messages.
+        self.phase: str | None = None
 
     # -- one iteration ------------------------------------------------------------------------
 
@@ -154,16 +156,18 @@ class Trainer:
         sizes = [r.shape[0] for r in reals]
 
         # NVIDIA's order (training_loop.py): G's phases against the D of the last step, then D's.
+        self.phase = "Gmain"
         scored = self._score_batch(sizes, labels) if rounds > 1 and run.hooks.implemented("gancore_sample_weights") else None
-        self._accumulate(stats, self.g_main, [
+        self._accumulate(stats, "Gmain", self.g_main, [
             dict(batch=n, c_real=c, scored=scored, index=i) for i, (n, c) in enumerate(zip(sizes, labels))
         ])
         if train.pl_weight > 0 and run.step % train.g_reg_interval == 0:
-            self._accumulate(stats, self.g_reg, [dict(batch=n, c_real=c) for n, c in zip(sizes, labels)])
-        self._accumulate(stats, self.d_main, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
+            self._accumulate(stats, "Greg", self.g_reg, [dict(batch=n, c_real=c) for n, c in zip(sizes, labels)])
+        self._accumulate(stats, "Dmain", self.d_main, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
         if train.r1_gamma > 0 and run.step % train.d_reg_interval == 0:
-            self._accumulate(stats, self.d_reg, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
+            self._accumulate(stats, "Dreg", self.d_reg, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
         global_batch = real.shape[0] * world_size()
+        self.phase = "Gema"
         with record_function("Gema"):
             self.update_ema(global_batch)
         run.nimg += global_batch
@@ -172,9 +176,13 @@ class Trainer:
         run.last_stats = stats
         return stats
 
-    def _accumulate(self, stats: dict[str, float], phase: Callable[..., dict[str, float]], rounds: Sequence[dict]) -> None:
-        """Run ``phase`` once per micro-batch (gradients accumulate); stats are averaged over them."""
+    def _accumulate(
+        self, stats: dict[str, float], name: str, phase: Callable[..., dict[str, float]], rounds: Sequence[dict]
+    ) -> None:
+        """Run ``phase`` (called ``name`` in messages) once per micro-batch (gradients accumulate); stats
+        are averaged over them."""
         parts = []
+        self.phase = name
         for index, arguments in enumerate(rounds):
             self.accumulation = (index, len(rounds))
             parts.append(phase(**arguments))

@@ -536,3 +536,26 @@ def test_checkpoint_rotation_renames_before_it_deletes(tmp_path, monkeypatch):
     assert all(n.startswith((".old-", ".tmp-", "step-")) for n in names)
     assert all(ckpt.verify_checkpoint(c) is None for c in ckpt.list_checkpoints(out / "checkpoints"))
     assert deleted and deleted[0].startswith(".old-step-")
+
+
+def test_out_of_memory_is_one_line_naming_the_phase_the_batch_and_what_to_try(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from gancore.trainer import Trainer
+
+    out = tmp_path / "run"
+    assert main(["train", str(CONFIGS / "mog25-topk.toml"), "--steps", "2", "--out", str(out),
+                 "--set", "train.progress=false", "--set", "train.batch=64"]) == 0
+    newest = ckpt.latest_checkpoint(out)
+
+    def exhausted(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "d_main", exhausted)
+    capsys.readouterr()
+    assert main(["resume", str(out), "--steps", "4"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("resuming at step 2")  # the status line, then one message
+    message = err[1]
+    assert message.startswith("gancore: out of memory in Dmain at step 2 on cpu (batch 64: CUDA out of memory.")
+    assert "train.batch_per_gpu = 32" in message and f"the newest checkpoint is {newest}" in message
