@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import torch
@@ -98,21 +98,31 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
-def load_module(module: nn.Module, path: Path) -> None:
-    """Load a safetensors file into ``module`` strictly: missing or extra tensors are errors."""
-    tensors = read_tensors(path)
+def state_mismatch(
+    module: nn.Module, tensors: dict[str, torch.Tensor], may_lack: Callable[[str], bool] = lambda key: False
+) -> str | None:
+    """Why ``tensors`` do not fit ``module``'s state dict (None when they do): the module's tensors
+    they lack (except those ``may_lack`` allows), the ones it has no place for, and shape mismatches."""
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
+    missing = sorted(k for k in set(expected) - set(tensors) if not may_lack(k))
     unexpected = sorted(set(tensors) - set(expected))
     mismatched = sorted(
         f"{name} {list(tensors[name].shape)} vs {list(expected[name].shape)}"
         for name in set(tensors) & set(expected)
         if tensors[name].shape != expected[name].shape
     )
-    if missing or unexpected or mismatched:
+    if not (missing or unexpected or mismatched):
+        return None
+    return f"missing: {missing[:6]}, unexpected: {unexpected[:6]}, shape mismatch (given vs network): {mismatched[:6]}"
+
+
+def load_module(module: nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``module`` strictly: missing or extra tensors are errors."""
+    tensors = read_tensors(path)
+    problem = state_mismatch(module, tensors)
+    if problem:
         raise CheckpointError(
-            f"{path}: does not match the network (missing: {missing[:6]}, unexpected: {unexpected[:6]}, "
-            f"shape mismatch (file vs network): {mismatched[:6]}); "
+            f"{path}: does not match the network ({problem}); "
             "was it written by a run with other plugins or backbone settings?"
         )
     module.load_state_dict(tensors, strict=True)

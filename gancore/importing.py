@@ -6,7 +6,6 @@ called in gancore; it names no model itself. Every tensor of the file must be cl
 no installed plugin maps is an error naming it, never silently dropped.
 """
 
-import hashlib
 import json
 import re
 import shutil
@@ -17,8 +16,10 @@ import attrs
 import torch
 
 from gancore.backbone import DataInfo
-from gancore.checkpoint import CheckpointError, save_module
+from gancore.checkpoint import CheckpointError, save_module, state_mismatch
 from gancore.config import META_KEY
+from gancore.download import sha256_of
+from gancore.model_folder import COMPONENTS, FORMAT_VERSION, INDEX_FILE
 from gancore.pickle_reader import PickledModule, PickledTFNetwork, read_network_pickle
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,9 +36,8 @@ __all__ = [
     "read_checkpoint",
 ]
 
-#: The networks a model folder holds.
-NETWORKS: tuple[str, ...] = ("G", "D", "G_ema")
-#: The networks of NVIDIA's PyTorch snapshots (their other entries are training state).
+#: The networks of NVIDIA's PyTorch snapshots (their other entries are training state); a model
+#: folder holds the same three (:data:`~gancore.model_folder.COMPONENTS`).
 NVIDIA_NETWORKS: tuple[str, ...] = ("G", "D", "G_ema")
 
 
@@ -110,14 +110,6 @@ class ImportedModules:
     notes: tuple[str, ...] = ()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_checkpoint(path: str | Path) -> PublishedCheckpoint:
     """Read a published checkpoint file safely into a :class:`PublishedCheckpoint`."""
     path = Path(path)
@@ -136,7 +128,7 @@ def read_checkpoint(path: str | Path) -> PublishedCheckpoint:
         )
     if not networks:
         raise CheckpointImportError(f"{path}: holds no networks (keys: {sorted(value) if isinstance(value, dict) else '-'})")
-    return PublishedCheckpoint(source=str(path), sha256=_sha256(path), networks=networks, extras=extras)
+    return PublishedCheckpoint(source=str(path), sha256=sha256_of(path), networks=networks, extras=extras)
 
 
 def _map(checkpoint: PublishedCheckpoint, manager: "PluginManager") -> ImportedModel:
@@ -150,10 +142,10 @@ def _map(checkpoint: PublishedCheckpoint, manager: "PluginManager") -> ImportedM
         importers = ", ".join(manager.hooks.plugins_implementing("gancore_import_networks")) or "none"
         raise CheckpointImportError(
             f"{checkpoint.source}: no installed plugin imports these networks ({kinds}); plugins that import: "
-            f"{importers}. StyleGAN2-family networks need gancore-stylegan2 (pip install gancore-stylegan2)"
+            f"{importers}. Install the plugin of the backbone these networks belong to"
         )
     plugin, model = found
-    missing = [name for name in NETWORKS if name not in model.tensors]
+    missing = [name for name in COMPONENTS if name not in model.tensors]
     if missing:
         raise CheckpointImportError(f"{checkpoint.source}: plugin {plugin!r} mapped no {', '.join(missing)}")
     for plugin, modules in manager.hooks.import_modules(checkpoint, model):
@@ -176,7 +168,7 @@ def _map(checkpoint: PublishedCheckpoint, manager: "PluginManager") -> ImportedM
         )
     skipped = [f"{k} ({v.class_name})" for k, v in checkpoint.extras.items() if isinstance(v, PickledModule)]
     if skipped:
-        note = f"not imported: the file's training state {', '.join(skipped)} (e.g. ADA's augmentation probability)"
+        note = f"not imported: the file's training state {', '.join(skipped)}"
         model = attrs.evolve(model, notes=(*model.notes, note))
     return model
 
@@ -228,19 +220,12 @@ def build_run(
     run = Run.build(
         config, manager=manager or PluginManager(), data_info=info, for_training=False, source="<imported config>"
     )
-    for name in NETWORKS:
+    for name in COMPONENTS:
         network = getattr(run, name)
-        expected = network.state_dict()
-        given = model.tensors[name]
-        problems = sorted(set(expected) ^ set(given))
-        problems += [
-            f"{key} {list(given[key].shape)} vs {list(expected[key].shape)}"
-            for key in sorted(set(expected) & set(given))
-            if given[key].shape != expected[key].shape
-        ]
-        if problems:
-            raise CheckpointImportError(f"imported {name} does not fit the {model.backbone['name']} network: {problems[:6]}")
-        network.load_state_dict({k: v.to(torch.float32) for k, v in given.items()}, strict=True)
+        problem = state_mismatch(network, model.tensors[name])
+        if problem:
+            raise CheckpointImportError(f"imported {name} does not fit the {model.backbone['name']} network ({problem})")
+        network.load_state_dict({k: v.to(torch.float32) for k, v in model.tensors[name].items()}, strict=True)
     return run
 
 
@@ -293,7 +278,6 @@ def _write_folder(
     folder: Path, run: "Run", model: ImportedModel, checkpoint: PublishedCheckpoint, url: str | None, nimg: int
 ) -> None:
     from gancore.modelcard import render_import_card
-    from gancore.model_folder import FORMAT_VERSION, INDEX_FILE
 
     provenance = {"file": Path(checkpoint.source).name, "sha256": checkpoint.sha256, "url": url}
     config = run.resolved_config()
@@ -304,11 +288,11 @@ def _write_folder(
         "format_version": FORMAT_VERSION,
         "step": 0,
         "nimg": nimg,
-        "components": {name: f"{name}.safetensors" for name in NETWORKS},
+        "components": {name: f"{name}.safetensors" for name in COMPONENTS},
         "imported_from": provenance,
     }
     (folder / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    for name in NETWORKS:
+    for name in COMPONENTS:
         save_module(getattr(run, name), folder / f"{name}.safetensors")
     run.save_sample_grid(folder / "samples.png", n=16)
     (folder / "README.md").write_text(render_import_card(run, provenance, model.notes), encoding="utf-8")

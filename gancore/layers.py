@@ -15,6 +15,7 @@ __all__ = [
     "Conv2dLayer",
     "FullyConnectedLayer",
     "activation_gain",
+    "is_resample_filter",
     "normalize_2nd_moment",
     "register_filter",
 ]
@@ -31,6 +32,12 @@ def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
 def activation_gain(activation: str) -> float:
     """The default output gain of ``activation`` (sqrt(2) for (leaky) ReLU, else 1)."""
     return ops.ACTIVATIONS[activation].default_gain
+
+
+def is_resample_filter(filter_2d: Tensor) -> bool:
+    """Whether a stored 2-D filter (e.g. a ``resample_filter`` buffer of an imported network) is
+    the one :func:`register_filter` sets up from :data:`RESAMPLE_FILTER`."""
+    return torch.equal(filter_2d.float().cpu(), ops.setup_filter(list(RESAMPLE_FILTER)))
 
 
 def register_filter(module: nn.Module, taps: Sequence[int] = RESAMPLE_FILTER) -> None:

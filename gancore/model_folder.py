@@ -18,6 +18,7 @@ __all__ = [
     "INDEX_FILE",
     "UnsafeFilesError",
     "check_files",
+    "component_paths",
     "initialise_from",
     "is_exported",
     "looks_like_repo_id",
@@ -65,6 +66,33 @@ def read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def component_paths(folder: Path, files: Any) -> dict[str, Path]:
+    """Every network file ``gan_index.json`` lists, checked before any is loaded: inside the folder
+    (no absolute path, no ``..``, no link out of it; in the Hub's cache, out of the repo's cache
+    folder), present, and a readable safetensors file."""
+    from safetensors import safe_open
+
+    if not isinstance(files, dict):
+        raise CheckpointError(f"{folder / INDEX_FILE}: 'components' is not a table of network files")
+    root = folder.resolve()
+    if root.parent.name == "snapshots":  # a Hub cache: snapshot files link to the repo's blobs/
+        root = root.parents[1]
+    paths = {}
+    for name, file in files.items():
+        path = (folder / str(file)).resolve()
+        if Path(str(file)).is_absolute() or ".." in Path(str(file)).parts or root not in path.parents:
+            raise CheckpointError(f"{folder / INDEX_FILE}: component {name!r} points outside the folder ({file}); refused")
+        if not path.is_file():
+            raise CheckpointError(f"{folder / INDEX_FILE}: component {name!r}: {file} is missing")
+        try:
+            with safe_open(str(path), "pt") as f:
+                f.keys()
+        except Exception as exc:
+            raise CheckpointError(f"{path}: component {name!r} is not a readable safetensors file ({exc})") from None
+        paths[name] = path
+    return paths
+
+
 def looks_like_repo_id(source: str | Path) -> bool:
     """Whether ``source`` reads as a Hub repo id ``user/name`` (not a path)."""
     text = str(source)
@@ -94,24 +122,18 @@ def initialise_from(run: "Run", source: str | Path, revision: str | None = None)
                               "`gancore export` or `gancore import`")
     check_files([p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()], str(folder))
     files = read_json(folder / INDEX_FILE).get("components", {})
+    paths = component_paths(folder, files)
     for name in COMPONENTS:
-        if name not in files:
+        if name not in paths:
             raise CheckpointError(f"{folder / INDEX_FILE}: names no component {name!r}")
-        file = folder / files[name]
-        tensors = ckpt.read_tensors(file)
+        tensors = ckpt.read_tensors(paths[name])
         network = getattr(run, name)
-        expected = network.state_dict()
-        unexpected = sorted(set(tensors) - set(expected))
-        missing = sorted(k for k in set(expected) - set(tensors) if k.split(".")[0] not in PLUGIN_MODULE_GROUPS)
-        mismatched = sorted(
-            f"{k} {list(tensors[k].shape)} vs {list(expected[k].shape)}"
-            for k in set(tensors) & set(expected) if tensors[k].shape != expected[k].shape
-        )
-        if unexpected or missing or mismatched:
+        problem = ckpt.state_mismatch(network, tensors, may_lack=lambda key: key.split(".")[0] in PLUGIN_MODULE_GROUPS)
+        if problem:
             raise CheckpointError(
-                f"train.init: {file} does not fit this run's {name} (missing: {missing[:6]}, unexpected: "
-                f"{unexpected[:6]}, shape mismatch (file vs run): {mismatched[:6]}); take the [backbone] table "
+                f"train.init: {paths[name]} does not fit this run's {name} ({problem}); take the [backbone] table "
                 f"from {folder / 'config.json'}"
             )
+        expected = network.state_dict()
         network.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=False)
     return folder

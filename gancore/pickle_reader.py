@@ -65,18 +65,9 @@ class PickledModule:
         """The keyword arguments the network was constructed with (``{}`` if not recorded)."""
         return dict(self.state.get("_init_kwargs") or {})
 
-    @property
-    def init_args(self) -> tuple[Any, ...]:
-        """The positional arguments the network was constructed with."""
-        return tuple(self.state.get("_init_args") or ())
-
     def attribute(self, name: str, default: Any = None) -> Any:
         """The module's own attribute ``name`` (e.g. ``conv_clamp``), or ``default``."""
         return self.state.get(name, default)
-
-    def has(self, name: str) -> bool:
-        """Whether the module has attribute, parameter, buffer or child ``name``."""
-        return name in self.state or name in self.children or name in self._tensors()
 
     @property
     def children(self) -> dict[str, "PickledModule"]:

@@ -20,6 +20,7 @@ from gancore.model_folder import (  # noqa: F401  (the folder format, re-exporte
     INDEX_FILE,
     UnsafeFilesError,
     check_files,
+    component_paths,
     initialise_from,
     is_exported,
 )
@@ -157,40 +158,13 @@ def _load_exported(
         config = {**config, "train": {**config.get("train", {}), "device": device}}
     run = Run.build(config, manager=manager, data_info=info, for_training=False, source=str(folder / "config.json"))
     files = index.get("components", {})
-    paths = _component_paths(folder, files)
+    paths = component_paths(folder, files)
     for name in components:
         if name not in files:
             raise CheckpointError(f"{folder / INDEX_FILE}: names no component {name!r} (has {sorted(files)})")
         ckpt.load_module(getattr(run, name), paths[name])
     run.step, run.nimg = int(index.get("step", 0)), int(index.get("nimg", 0))
     return run
-
-
-def _component_paths(folder: Path, files: Any) -> dict[str, Path]:
-    """Every network file ``gan_index.json`` lists, checked before any is loaded: inside the folder
-    (no absolute path, no ``..``, no link out of it; in the Hub's cache, out of the repo's cache
-    folder), present, and a readable safetensors file."""
-    from safetensors import safe_open
-
-    if not isinstance(files, dict):
-        raise CheckpointError(f"{folder / INDEX_FILE}: 'components' is not a table of network files")
-    root = folder.resolve()
-    if root.parent.name == "snapshots":  # a Hub cache: snapshot files link to the repo's blobs/
-        root = root.parents[1]
-    paths = {}
-    for name, file in files.items():
-        path = (folder / str(file)).resolve()
-        if Path(str(file)).is_absolute() or ".." in Path(str(file)).parts or root not in path.parents:
-            raise CheckpointError(f"{folder / INDEX_FILE}: component {name!r} points outside the folder ({file}); refused")
-        if not path.is_file():
-            raise CheckpointError(f"{folder / INDEX_FILE}: component {name!r}: {file} is missing")
-        try:
-            with safe_open(str(path), "pt") as f:
-                f.keys()
-        except Exception as exc:
-            raise CheckpointError(f"{path}: component {name!r} is not a readable safetensors file ({exc})") from None
-        paths[name] = path
-    return paths
 
 
 def _download(repo_id: str, revision: str | None, subfolder: str | None = None) -> Path:

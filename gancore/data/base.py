@@ -53,7 +53,7 @@ class Dataset(abc.ABC):
         """Items ``indices`` as ``(u, c)`` with ``u`` uint8 ``[N, C, H, W]`` such that :meth:`get`'s
         images are ``u.float() * 2 / 255 - 1`` (:func:`~gancore.data.loader.as_images`). Only data
         sets with ``uint8_levels`` have it."""
-        raise NotImplementedError(f"{type(self).__name__} has no 8-bit images (uint8_levels is False)")
+        raise TypeError(f"{type(self).__name__} has no 8-bit images (uint8_levels is False): use get()")
 
     def quality_metrics(self, samples: Tensor) -> dict[str, float] | None:
         """Metrics of generated ``samples`` that this data set can measure (None: none).

@@ -11,8 +11,7 @@ import re
 import torch
 
 from gancore.importing import CheckpointImportError, ImportedModel, ImportedModules, PublishedCheckpoint
-from gancore.layers import RESAMPLE_FILTER
-from gancore.ops import setup_filter
+from gancore.layers import is_resample_filter
 from gancore.pickle_reader import PickledModule
 
 __all__ = ["import_eqgan_sa_modules", "official_name_to_ours"]
@@ -53,7 +52,7 @@ def import_eqgan_sa_modules(checkpoint: PublishedCheckpoint, model: ImportedMode
         found = {}
         for key, tensor in G.tensors().items():
             if key.endswith(".resample_filter") and (".sel." in key or re.match(r"synthesis\.hm_conv[01]_b\d+\.", key)):
-                if not torch.equal(tensor.float(), setup_filter(list(RESAMPLE_FILTER))):
+                if not is_resample_filter(tensor):
                     raise _refuse(where, f"resample filter {key}")
                 claimed.add(f"{net}.{key}")
                 continue

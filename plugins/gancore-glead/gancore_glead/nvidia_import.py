@@ -11,8 +11,7 @@ import re
 import torch
 
 from gancore.importing import CheckpointImportError, ImportedModel, ImportedModules, PublishedCheckpoint
-from gancore.layers import RESAMPLE_FILTER
-from gancore.ops import setup_filter
+from gancore.layers import is_resample_filter
 from gancore.pickle_reader import PickledModule
 
 from gancore_glead.plugin import ATTACHMENT
@@ -54,7 +53,7 @@ def import_glead_modules(checkpoint: PublishedCheckpoint, model: ImportedModel) 
         for key, tensor in layer.tensors().items():
             claimed.add(f"D.{official}.{key}")
             if key == "resample_filter":
-                if not torch.equal(tensor.float(), setup_filter(list(RESAMPLE_FILTER))):
+                if not is_resample_filter(tensor):
                     raise _refuse(where, f"{official} resample filter")
                 continue
             if key == "weight" and tuple(tensor.shape[2:]) != (1, 1):

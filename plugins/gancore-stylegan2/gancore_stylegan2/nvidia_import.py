@@ -12,8 +12,7 @@ import torch
 
 from gancore.backbone import DataInfo
 from gancore.importing import CheckpointImportError, ImportedModel, PublishedCheckpoint
-from gancore.layers import RESAMPLE_FILTER
-from gancore.ops import setup_filter
+from gancore.layers import RESAMPLE_FILTER, is_resample_filter
 from gancore.pickle_reader import PickledModule
 
 __all__ = ["channel_settings", "discriminator_name", "generator_name", "import_nvidia_stylegan2"]
@@ -85,7 +84,7 @@ def _refuse(where: str, message: str) -> CheckpointImportError:
 
 def _check_filter(module: PickledModule, where: str) -> None:
     taps = module.state.get("_buffers", {}).get("resample_filter")
-    if taps is not None and not torch.equal(taps.float(), setup_filter(list(RESAMPLE_FILTER))):
+    if taps is not None and not is_resample_filter(taps):
         raise _refuse(where, f"a resample filter other than {list(RESAMPLE_FILTER)}")
 
 
