@@ -14,15 +14,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gancore.config import ge
+from gancore.messages import warn
 
 __all__ = [
     "CHECKPOINT_FILES",
     "CheckpointError",
     "CheckpointWriteError",
+    "TimelineError",
     "check_safetensors",
     "newest_intact_checkpoint",
     "verify_checkpoint",
     "find_checkpoint",
+    "later_checkpoints",
     "latest_checkpoint",
     "list_checkpoints",
     "load_module",
@@ -30,7 +33,9 @@ __all__ = [
     "optimizer_tensors",
     "read_state",
     "read_tensors",
+    "remove_checkpoint",
     "save_module",
+    "step_folders",
     "write_checkpoint",
 ]
 
@@ -39,6 +44,11 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 class CheckpointError(ValueError):
     """A missing, incomplete or mismatching checkpoint; the message names the file."""
+
+
+class TimelineError(CheckpointError):
+    """Resuming from a checkpoint would write a second timeline into a run folder that has later
+    checkpoints; the message says how to fork the run or discard the later checkpoints."""
 
 
 class CheckpointWriteError(OSError):
@@ -142,18 +152,48 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
+def optimizer_meta_problem(optimizer: torch.optim.Optimizer, meta: Any) -> str | None:
+    """Why ``meta`` (an optimizer's entry in state.json) cannot be this optimizer's, or None."""
+    if not isinstance(meta, dict):
+        return f"expected a table, got {type(meta).__name__}"
+    groups = meta.get("param_groups")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+        return "param_groups: expected a list of tables, each with its params"
+    if len(groups) != len(optimizer.param_groups):
+        return f"param_groups: {len(groups)} group(s), the optimizer has {len(optimizer.param_groups)}"
+    for index, (saved, live) in enumerate(zip(groups, optimizer.param_groups)):
+        if len(saved["params"]) != len(live["params"]):
+            return f"param_groups[{index}]: {len(saved['params'])} parameters, the network has {len(live['params'])}"
+        wrong = sorted(k for k, v in saved.items() if k in live and k != "params" and not _same_kind(v, live[k]))
+        if wrong:
+            return f"param_groups[{index}]: {', '.join(wrong)} of the wrong type"
+    if not isinstance(meta.get("scalars", {}), dict):
+        return "scalars: expected a table"
+    return None
+
+
+def _same_kind(saved: Any, live: Any) -> bool:
+    """Whether a saved optimizer setting can stand for a live one (JSON keeps tuples as lists)."""
+    kinds = ((bool,), (int, float), (list, tuple), (str,), (type(None),))
+    kind = next((k for k in kinds if isinstance(live, k)), None)
+    if kind is None:
+        return True
+    return isinstance(saved, kind) and (kind != (int, float) or not isinstance(saved, bool))
+
+
 def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta: dict[str, Any]) -> None:
-    """Restore an optimizer from its safetensors file and the JSON part saved beside it."""
+    """Restore an optimizer from its safetensors file and the JSON part saved beside it (check the
+    latter with :func:`optimizer_meta_problem` first: its faults are state.json's)."""
     tensors = read_tensors(path)
     state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    for index, values in meta.get("scalars", {}).items():
-        state.setdefault(int(index), {}).update(values)
     try:
+        for name, value in tensors.items():
+            index, key = name.split(".", 1)
+            state.setdefault(int(index), {})[key] = value
+        for index, values in meta.get("scalars", {}).items():
+            state.setdefault(int(index), {}).update(values)
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: optimizer state does not match the networks: {exc}") from exc
 
 
@@ -212,19 +252,24 @@ def write_checkpoint(
         # Make room first, so that a quota holding exactly `keep` checkpoints can rotate; the newest
         # complete checkpoint always stays until the new one is in place.
         for stale in existing[: max(0, len(existing) - max(keep - 1, 1))]:
-            _remove_checkpoint(stale)
+            remove_checkpoint(stale)
     tmp = root / f".tmp-{folder}-{os.getpid()}"
+    write = lambda: _write_temporary(tmp, modules, optimizers, extra_tensors, state)  # noqa: E731
     try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        _write_files(tmp, modules, optimizers, extra_tensors, state)
+        write()
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointWriteError(_write_failure(root, folder, exc)) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        older = [c for c in list_checkpoints(root) if c != final]
+        if not (keep == 1 and name is None and exc.errno in _NO_SPACE and older):
+            raise CheckpointWriteError(_write_failure(root, folder, exc, modules, optimizers)) from exc
+        # keep_checkpoints = 1 in a quota that holds one checkpoint: the old one has to go first.
+        warn(f"no room for {folder} beside {older[-1].name} (train.keep_checkpoints = 1): removing "
+             f"{older[-1].name} first; the run has no complete checkpoint until {folder} is written")
+        for stale in older:
+            remove_checkpoint(stale)
+        try:
+            write()
+        except OSError as again:
+            raise CheckpointWriteError(_write_failure(root, folder, again, modules, optimizers)) from again
     if final.exists():
         old = root / f".old-{folder}-{os.getpid()}"
         final.rename(old)
@@ -235,11 +280,33 @@ def write_checkpoint(
     _fsync_dir(root)
     if keep is not None:
         for stale in list_checkpoints(root)[:-keep]:
-            _remove_checkpoint(stale)
+            remove_checkpoint(stale)
     return final
 
 
-def _remove_checkpoint(folder: Path) -> None:
+#: The errors of a full disk and of a full quota.
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _write_temporary(
+    tmp: Path,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    extra_tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+) -> None:
+    """Write a checkpoint's files into the temporary folder ``tmp``; on any failure ``tmp`` is removed."""
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        _write_files(tmp, modules, optimizers, extra_tensors, state)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def remove_checkpoint(folder: Path) -> None:
     """Delete a checkpoint crash-safely: renamed out of the step names first (``.old-<name>-<pid>``),
     so a kill mid-delete leaves no half checkpoint under a step name, only a folder the next
     ``train`` or ``resume`` removes."""
@@ -251,29 +318,29 @@ def _remove_checkpoint(folder: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_failure(root: Path, folder: str, exc: OSError) -> str:
+def _write_failure(
+    root: Path, folder: str, exc: OSError, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]
+) -> str:
     """One line: which checkpoint and file failed and why, the space it needs, what is intact."""
     where = f" ({Path(exc.filename).name})" if getattr(exc, "filename", None) else ""
     newest = list_checkpoints(root)
-    space = ""
-    if newest:
-        needed = sum(f.stat().st_size for f in newest[-1].iterdir() if f.is_file())
-        free = shutil.disk_usage(root).free
-        space = f"; it needs about {needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free"
+    needed = _checkpoint_bytes(modules, optimizers)
+    free = shutil.disk_usage(root).free
+    space = f"; it needs about {needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free"
     intact = f"the newest complete checkpoint is {newest[-1]}" if newest else "no complete checkpoint exists yet"
     return f"could not write checkpoint {root / folder}: {exc.strerror or exc}{where}{space}; {intact}"
 
 
+def _checkpoint_bytes(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> int:
+    """The size of a checkpoint's tensors: the networks' state and the optimizers' moments."""
+    tensors = [t for m in modules.values() for t in m.state_dict().values()]
+    tensors += [v for o in optimizers.values() for s in o.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def list_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first."""
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and child.is_dir() and (child / "state.json").is_file():
-            found.append((int(match.group(1)), child))
-    return [path for _, path in sorted(found)]
+    """Complete checkpoints under ``root`` (step folders with a state.json), oldest first."""
+    return [folder for folder in step_folders(root) if (folder / "state.json").is_file()]
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -289,10 +356,29 @@ def find_checkpoint(path: str | Path) -> Path:
         return path
     if not path.exists():
         raise CheckpointError(f"{path}: no such run or checkpoint folder")
-    latest = latest_checkpoint(path)
-    if latest is None:
+    folders = step_folders(path / "checkpoints")
+    if not folders:
         raise CheckpointError(f"{path}: no checkpoint found (expected {path / 'checkpoints' / 'step-NNNNNN'})")
-    return latest
+    # The newest step folder even without its state.json (a checkpoint damaged by hand or by a
+    # tool): reading it then fails naming the file, instead of silently going a step back.
+    return folders[-1]
+
+
+def step_folders(root: Path) -> list[Path]:
+    """Every ``step-NNNNNN`` folder under ``root``, complete or damaged, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), child) for child in root.iterdir() if (m := _STEP_DIR.match(child.name)) and child.is_dir()]
+    return [path for _, path in sorted(found)]
+
+
+def later_checkpoints(checkpoint: Path) -> list[Path]:
+    """The step folders of ``checkpoint``'s run that are newer than it (complete or damaged)."""
+    checkpoint = Path(checkpoint)
+    match = _STEP_DIR.match(checkpoint.name)
+    if match is None:
+        return []
+    return [f for f in step_folders(checkpoint.parent) if int(_STEP_DIR.match(f.name).group(1)) > int(match.group(1))]
 
 
 #: Keys every state.json holds.

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from gancore.files import write_json_atomically
+
 __all__ = ["main"]
 
 #: Exit status for bad input (config, data, arguments): nothing was written.
@@ -58,9 +60,11 @@ def _build(run_class: Any, config: Any, source: str, **kwargs: Any) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a run from a config file."""
-    from gancore.plugins import PluginManager
     from gancore.api import load_config
+    from gancore.checkpoint import latest_checkpoint
+    from gancore.plugins import PluginManager
     from gancore.run import Run
+    from gancore.runfolder import RunLock, clear_run_files, is_restartable
 
     manager = PluginManager()
     overrides = [*args.set, *([f"train.steps={args.steps}"] if args.steps is not None else [])]
@@ -71,9 +75,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         return _fail(f"--out {out} is a file, not a folder", EXIT_USAGE)
     first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 owns the folder
-    if first_rank and out.exists() and any(out.iterdir()):
-        return _fail(f"output folder {out} is not empty; choose another --out (or resume it)", EXIT_USAGE)
+    restart = first_rank and out.exists() and any(out.iterdir())
+    if restart and not is_restartable(out):
+        if latest_checkpoint(out) is not None:
+            return _fail(f"output folder {out} holds a run with checkpoints; go on with `gancore resume "
+                         f"{shlex.quote(str(out))}`, or choose another --out", EXIT_USAGE)
+        return _fail(f"output folder {out} is not empty and holds no run of gancore's; choose another --out",
+                     EXIT_USAGE)
     run = _build(Run, config, args.config, out_dir=out, manager=manager)
+    if restart:
+        run.lock = RunLock(out).acquire()  # refuses while another process trains there
+        clear_run_files(out)
+        print(f"gancore: {out} holds a run that wrote no checkpoint; starting it again there "
+              "(its stats.jsonl and samples are replaced)", file=sys.stderr)
     if first_rank:
         print(f"training {config.backbone.name} on {config.data.name} for {config.train.steps} steps "
               f"on {run.device}; writing to {out}/", file=sys.stderr)
@@ -88,13 +102,25 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from gancore.run import Run
 
     first_rank = os.environ.get("RANK", "0") == "0"
-    run = Run.resume(args.run_dir, steps=args.steps, overrides=args.set, from_previous=args.from_previous)
+    confirm = None if args.yes or not sys.stdin.isatty() else _ask
+    run = Run.resume(args.run_dir, steps=args.steps, overrides=args.set, from_previous=args.from_previous,
+                     fork=args.fork, discard_later=args.discard_later, confirm=confirm)
+    args.run_dir = str(run.out_dir or args.run_dir)  # a fork goes on elsewhere: what main() reports
     if first_rank:
         print(f"resuming at step {run.step} of {run.config.train.steps}", file=sys.stderr)
     run.train(args.steps)
     if first_rank:
         print(_describe_results(run))
     return 0
+
+
+def _ask(question: str) -> bool:
+    """Ask a yes/no question on the terminal (no, unless the answer starts with y)."""
+    try:
+        answer = input(f"gancore: {question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower().startswith("y")
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -134,8 +160,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Measure G_ema of a run or published model and print a table; write the results as JSON."""
-    import json
-
     import attrs
 
     from gancore.data import build_dataset
@@ -169,9 +193,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "kid" in metrics:
         print(f"kid: {result.protocol['kid']}")
     payload = {"source": str(args.source), "step": run.step, **result.as_json()}
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_json_atomically(out, payload)
     print(f"wrote {out}")
     return 0
 
@@ -341,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--from-previous", action="store_true",
                    help="go on from the newest intact checkpoint before the newest (a damaged or diverged one)")
+    p.add_argument("--fork", metavar="NEW_DIR",
+                   help="go on in a new run folder (a copy of the checkpoint and its history); the run is only read")
+    p.add_argument("--discard-later", action="store_true",
+                   help="delete the checkpoints, stats, samples and evaluations after the checkpoint gone on from")
+    p.add_argument("--yes", action="store_true", help="do not ask before --discard-later deletes")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("sample", help="write samples of a run's G_ema as a PNG grid")

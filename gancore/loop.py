@@ -1,6 +1,5 @@
 """The training loop: steps, logging, sample grids, checkpoints, evaluations and the run's summary."""
 
-import json
 import signal
 import sys
 import time
@@ -8,12 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from gancore.checkpoint import latest_checkpoint
+from gancore.data import DataError
 from gancore.distributed import is_distributed, rank
 from gancore.divergence import DivergenceError, DivergenceGuard
 from gancore.evaluation import keep_best
+from gancore.files import write_json_atomically
 from gancore.memory import TrainingOutOfMemory, is_out_of_memory
 from gancore.messages import warn
-from gancore.runfolder import RunLock, remove_orphaned_temporaries
+from gancore.runfolder import RunLock, clear_run_files, remove_orphaned_temporaries
 from gancore.signals import TrainingInterrupted, stop_on_signals
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +36,7 @@ def train(run: "Run", steps: int | None = None) -> "Run":
     """
     config = run.config.train
     total = config.steps if steps is None else steps
+    existed = run.out_dir is not None and run.out_dir.exists()
     lock = _take_folder(run) if run.out_dir is not None else None
     guard = DivergenceGuard(config.divergence_limit, config.divergence_steps) if config.divergence != "off" else None
     progress = _progress(total, run.step, enabled=config.progress and rank() == 0)
@@ -48,6 +50,8 @@ def train(run: "Run", steps: int | None = None) -> "Run":
                     stats = run.trainer.step()
                 except DivergenceError:
                     raise
+                except DataError as exc:  # a file found damaged only when its pixels are read
+                    raise DataError(f"{exc}; {_newest_checkpoint(run)}") from None
                 except (RuntimeError, MemoryError) as exc:
                     if not is_out_of_memory(exc):
                         raise
@@ -61,7 +65,7 @@ def train(run: "Run", steps: int | None = None) -> "Run":
                 message = guard.check(done, stats) if guard is not None else None
                 if message and config.divergence == "stop":
                     run.log.flush(done, run.kimg, (time.perf_counter() - started) / steps_since_log)
-                    raise DivergenceError(f"{message}; {_newest_checkpoint(run)} (lower the learning rates?)")
+                    raise DivergenceError(f"{message} (lower the learning rates?); {_newest_checkpoint(run)}")
                 if message and guard is not None and guard.streak == guard.patience:
                     warn(message)
                 if (config.eval_every and done % config.eval_every == 0) or last:
@@ -82,11 +86,20 @@ def train(run: "Run", steps: int | None = None) -> "Run":
                     if steps_since_log:
                         run.log.flush(done, run.kimg, (time.perf_counter() - started) / steps_since_log)
                     raise TrainingInterrupted(stop.signum or signal.SIGTERM, done, _checkpoint_now(run))
+    except BaseException:
+        if lock is not None and _nothing_done(run):
+            lock.release()
+            run.lock = None
+            # Nothing in the folder is worth keeping, and it must not refuse the next `gancore train`.
+            clear_run_files(run.out_dir, keep_lock=False)
+            if not existed:
+                run.out_dir.rmdir()
+        raise
     finally:
         progress.close()
         run.trainer.close()
         run.log.close()
-        if lock is not None:
+        if lock is not None and lock.held:
             lock.release()
             run.lock = None
     if run.out_dir is not None and run.step > first_step:
@@ -144,27 +157,31 @@ def _out_of_memory(run: "Run", exc: BaseException) -> str:
     )
 
 
+def _nothing_done(run: "Run") -> bool:
+    """Whether a failed run folder holds nothing worth keeping: no stats line, sample grid or checkpoint."""
+    if run.out_dir is None or latest_checkpoint(run.out_dir) is not None:
+        return False
+    stats, samples = run.out_dir / "stats.jsonl", run.out_dir / "samples"
+    return not (stats.is_file() and stats.stat().st_size) and not (samples.is_dir() and any(samples.iterdir()))
+
+
 def _newest_checkpoint(run: "Run") -> str:
     """What a user can go back to, said truthfully."""
     if run.out_dir is None:
         return "the run has no folder, so no checkpoint exists"
     latest = latest_checkpoint(run.out_dir)
     if latest is None:
+        if _nothing_done(run):
+            return f"no step was logged and no checkpoint written, so nothing is kept in {run.out_dir}"
         every = run.config.train.checkpoint_every
-        return f"no checkpoint was written before it (train.checkpoint_every = {every})"
+        return (f"no checkpoint was written before it (train.checkpoint_every = {every}): {run.out_dir} keeps its "
+                f"stats.jsonl and samples to look at, and `gancore train` with the same --out starts the run again")
     return f"the newest checkpoint is {latest} (step {int(latest.name.split('-')[1])})"
-
-
-def _write_json(path: Any, payload: Mapping[str, Any]) -> None:
-    """Write ``payload`` as JSON through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def _write_summary(run: "Run", seconds: float) -> None:
     assert run.out_dir is not None
-    _write_json(run.out_dir / "summary.json", {
+    write_json_atomically(run.out_dir / "summary.json", {
         "step": run.step,
         "kimg": run.kimg,
         "seconds": round(seconds, 3),
@@ -179,7 +196,7 @@ def _write_summary(run: "Run", seconds: float) -> None:
 def _prepare_out_dir(run: "Run") -> None:
     assert run.out_dir is not None
     run.out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run.out_dir / "config.json", run.resolved_config())
+    write_json_atomically(run.out_dir / "config.json", run.resolved_config())
 
 
 def _short_stats(line: Mapping[str, Any]) -> dict[str, str]:

@@ -3,8 +3,9 @@
 import contextlib
 import copy
 import shlex
+import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import attrs
 import torch
@@ -40,15 +41,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def lazy_adam(params: Any, lr: float, betas: tuple[float, float], interval: int) -> torch.optim.Adam:
-    """Adam for a network whose regulariser runs every ``interval`` steps in its own phase.
+def lazy_adam_settings(lr: float, betas: tuple[float, float], interval: int) -> dict[str, Any]:
+    """Adam's ``lr``, ``betas`` and ``eps`` for a network whose regulariser runs every ``interval``
+    steps in its own phase.
 
     StyleGAN2's lazy regularisation: lr and betas are scaled by ``interval / (interval + 1)`` so
     the effective update matches a regulariser applied every step. As in NVIDIA's training loop
     this depends only on the interval, not on whether the regulariser's weight is zero.
     """
     ratio = interval / (interval + 1)
-    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=1e-8)
+    return {"lr": lr * ratio, "betas": (betas[0] ** ratio, betas[1] ** ratio), "eps": 1e-8}
+
+
+def lazy_adam(params: Any, lr: float, betas: tuple[float, float], interval: int) -> torch.optim.Adam:
+    """Adam with :func:`lazy_adam_settings`."""
+    return torch.optim.Adam(params, **lazy_adam_settings(lr, betas, interval))
 
 
 class Run:
@@ -204,16 +211,28 @@ class Run:
         manager: PluginManager | None = None,
         overrides: Sequence[str] = (),
         from_previous: bool = False,
+        fork: str | Path | None = None,
+        discard_later: bool = False,
+        confirm: Callable[[str], bool] | None = None,
     ) -> "Run":
         """Rebuild a run from its newest checkpoint (or a given checkpoint folder).
 
         ``steps`` extends the run's total length (it may not be below the checkpoint's step);
-        ``overrides`` are ``--set`` style ``key=value`` changes to its config. With
-        ``from_previous`` the run goes on from the newest intact checkpoint before its newest one
-        (a damaged or diverged newest checkpoint). A damaged checkpoint is an error naming the
-        file and the newest intact one. The run keeps writing into the run folder that holds the
-        checkpoint.
+        ``overrides`` are ``--set`` style ``key=value`` changes to its config. They take effect:
+        learning rates and betas reach the optimizers, and a setting that cannot change on resume
+        (the networks' shape, the data set, the plugins, the seed) is a ConfigError naming it.
+        What changed is printed, logged as an ``"event": "config"`` line of stats.jsonl and kept
+        in the run folder's ``config-history.jsonl``. With ``from_previous`` the run goes on from
+        the newest intact checkpoint before its newest one (a damaged or diverged newest
+        checkpoint). A damaged checkpoint is an error naming the file and the newest intact one.
+
+        A run folder holds one timeline: going on from a checkpoint that has later ones is a
+        :class:`~gancore.checkpoint.TimelineError`, unless ``fork`` names a new run folder to go on
+        in (the source is only read) or ``discard_later`` deletes the later checkpoints, stats,
+        samples and evaluations (after ``confirm(question)`` says yes, when given).
         """
+        from gancore import resuming
+
         checkpoint = ckpt.find_checkpoint(path)
         run_dir = checkpoint.parent.parent
         if from_previous:
@@ -221,10 +240,18 @@ class Run:
             if previous is None:
                 raise ckpt.CheckpointError(f"{run_dir}: no intact checkpoint before {checkpoint.name}")
             checkpoint = previous
-        lock = RunLock(run_dir).acquire() if rank() == 0 else None  # before anything in it changes
+        if fork is not None and discard_later:
+            raise ckpt.TimelineError("give --fork or --discard-later, not both")
+        later = ckpt.later_checkpoints(checkpoint)
+        if later and fork is None and not discard_later:
+            raise ckpt.TimelineError(resuming.timeline_problem(run_dir, checkpoint, later))
+        manager = manager or PluginManager()
+        writer = rank() == 0  # rank 0 alone forks, discards and writes
+        lock = RunLock(run_dir).acquire() if writer and fork is None else None  # before anything in it changes
         try:
             state = ckpt.read_state(checkpoint)
-            raw = dict(state["config"])
+            before = _checked_state_config(state, checkpoint, manager)
+            raw = copy.deepcopy(before)
             if steps is not None:
                 if steps < state["step"]:
                     raise ConfigError("--steps", [
@@ -234,21 +261,65 @@ class Run:
                 raw["train"] = {**raw.get("train", {}), "steps": steps}
             if overrides:
                 raw = apply_overrides(raw, overrides, source=f"{checkpoint / 'state.json'} (--set)")
+            changes = resuming.changed_settings(before, raw)
+            problems = resuming.fixed_on_resume(changes)
+            if problems:
+                raise ConfigError(f"{checkpoint / 'state.json'} (--set)", problems)
+            if discard_later and later and writer and confirm is not None:
+                question = (f"delete {', '.join(f.name for f in later)} and everything {run_dir} logged "
+                            f"after step {state['step']}?")
+                if not confirm(question):
+                    raise ckpt.TimelineError(f"{run_dir}: nothing was deleted, and the run was not resumed")
+            if fork is not None and writer:
+                checkpoint = resuming.fork_run(checkpoint, Path(fork), state["step"])
+                run_dir = checkpoint.parent.parent
+                lock = RunLock(run_dir).acquire()
             run = cls.build(raw, out_dir=run_dir, manager=manager, source=str(checkpoint / "state.json"), initialise=False)
             run.lock = lock
-            run.load_checkpoint(checkpoint, state)
+            plugin_changes = [key for key in changes if key.startswith("plugins.")]
+            try:
+                run.load_checkpoint(checkpoint, state)
+            except ckpt.CheckpointError as exc:
+                if not plugin_changes or "does not match the network" not in str(exc):
+                    raise
+                raise ConfigError(f"{checkpoint / 'state.json'} (--set)", [
+                    f"{key}: cannot change on resume: the checkpoint's networks were built without it ({exc})"
+                    for key in plugin_changes
+                ]) from None
+            if writer:
+                run._record_resume(checkpoint, changes, resuming.discard_later(checkpoint, run.step) if discard_later else [])
         except ckpt.CheckpointError as exc:
             if lock is not None:
                 lock.release()
+            if isinstance(exc, ckpt.TimelineError):
+                raise
             intact = ckpt.newest_intact_checkpoint(run_dir, before=checkpoint)
-            hint = (f"; the newest intact checkpoint before it is {intact.name}: resume from it with "
-                    f"`gancore resume {shlex.quote(str(run_dir))} --from-previous`") if intact is not None else "; no intact checkpoint precedes it"
+            hint = (f"; the newest intact checkpoint before it is {intact.name}: go on from it with "
+                    f"`gancore resume {shlex.quote(str(run_dir))} --from-previous --discard-later` (or "
+                    f"--fork NEW_DIR instead of --discard-later, to keep this one)") if intact is not None else "; no intact checkpoint precedes it"
             raise ckpt.CheckpointError(f"{exc}{hint}") from None
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
         return run
+
+    def _record_resume(self, checkpoint: Path, changes: Mapping[str, tuple[Any, Any]], discarded: list[str]) -> None:
+        """Say and log what a resume changed and deleted (stats.jsonl, config-history.jsonl)."""
+        from gancore import resuming
+
+        if self.out_dir is None:
+            return
+        if discarded:
+            print(f"gancore: deleted what {self.out_dir} wrote after step {self.step}: {', '.join(discarded)}",
+                  file=sys.stderr)
+            resuming.record_history(self.out_dir, self.step, "discard", {"from": checkpoint.name, "deleted": discarded})
+        if changes:
+            said = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+            print(f"gancore: going on from step {self.step} with {said}", file=sys.stderr)
+            changed = {key: {"from": old, "to": new} for key, (old, new) in changes.items()}
+            self.log.event(self.step, self.kimg, "config", {"changed": changed})
+            resuming.record_history(self.out_dir, self.step, "resume", {"from": checkpoint.name, "changed": changed})
 
     @classmethod
     def for_sampling(cls, path: str | Path, *, manager: PluginManager | None = None) -> "Run":
@@ -472,8 +543,17 @@ class Run:
         for name in ("G", "G_ema", "D"):
             ckpt.load_module(getattr(self, name), checkpoint / f"{name}.safetensors")
         assert self.opt_G is not None and self.opt_D is not None
-        ckpt.load_optimizer(self.opt_G, checkpoint / "optim-G.safetensors", state["optimizers"]["G"])
-        ckpt.load_optimizer(self.opt_D, checkpoint / "optim-D.safetensors", state["optimizers"]["D"])
+        train = self.config.train
+        for name, optimizer, lr, interval in (("G", self.opt_G, train.g_lr, train.g_reg_interval),
+                                              ("D", self.opt_D, train.d_lr, train.d_reg_interval)):
+            meta = state["optimizers"].get(name)
+            problem = ckpt.optimizer_meta_problem(optimizer, meta)
+            if problem:
+                raise ckpt.CheckpointError(f"{checkpoint / 'state.json'}: optimizers.{name}: {problem}")
+            ckpt.load_optimizer(optimizer, checkpoint / f"optim-{name}.safetensors", meta)
+            # The config's settings, not the saved ones: a resume with --set train.g_lr=... means it.
+            for group in optimizer.param_groups:
+                group.update(lazy_adam_settings(lr, train.betas, interval))
         extra = ckpt.read_tensors(checkpoint / "run.safetensors")
         self.rng.set_state(extra["rng.run"])
         torch.set_rng_state(extra["rng.torch"])
@@ -491,6 +571,32 @@ class Run:
         if self.out_dir is not None:
             # Lines logged after this checkpoint (by a run that then stopped) are logged again.
             self.log.truncate_after(self.step)
+
+
+def _checked_state_config(state: Mapping[str, Any], checkpoint: Path, manager: PluginManager) -> dict[str, Any]:
+    """The run config a checkpoint's state.json holds, checked: a bad entry is state.json's fault (a
+    CheckpointError naming it), not the user's."""
+    raw = dict(state["config"])
+
+    class NotInstalled(Exception):
+        pass
+
+    def installed(lookup: Callable[[str], Any]) -> Callable[[str], Any]:
+        def find(name: str) -> Any:
+            try:
+                return lookup(name)
+            except LookupError as exc:
+                raise NotInstalled() from exc
+        return find
+
+    try:
+        parse_run_config(raw, installed(manager.backbone_config_class), installed(manager.config_class),
+                         source=str(checkpoint / "state.json"), plugin_name=manager.canonical_name)
+    except NotInstalled:
+        pass  # a plugin or backbone missing here is not damage: building the run says what to install
+    except ConfigError as exc:
+        raise ckpt.CheckpointError(f"{checkpoint / 'state.json'}: config: {'; '.join(exc.problems)}") from None
+    return raw
 
 
 def _check_batch_split(config: RunConfig, source: str) -> None:

@@ -12,10 +12,22 @@ from pathlib import Path
 from gancore.messages import warn
 from typing import Any
 
-__all__ = ["LOCK_FILE", "RunFolderBusyError", "RunLock", "remove_orphaned_temporaries"]
+__all__ = [
+    "LOCK_FILE",
+    "RUN_ENTRIES",
+    "RunFolderBusyError",
+    "RunLock",
+    "clear_run_files",
+    "command_line",
+    "is_restartable",
+    "remove_orphaned_temporaries",
+]
 
 #: The lock file in a run folder.
 LOCK_FILE = ".lock"
+#: What training writes into a run folder (besides evaluations, which need a checkpoint).
+RUN_ENTRIES = (LOCK_FILE, "config.json", "stats.jsonl", "summary.json", "config-history.jsonl", "samples",
+               "tensorboard", "checkpoints")
 #: Temporary folders of checkpoint writers: ``.tmp-<name>-<pid>`` and ``.old-<name>-<pid>``.
 _TEMPORARY = re.compile(r"^\.(tmp|old)-.+-(\d+)$")
 
@@ -79,7 +91,7 @@ class RunLock:
         handle.truncate()
         handle.write(json.dumps({
             "pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": _command(),
+            "command": command_line(),
         }) + "\n")
         handle.flush()
         self._file = handle
@@ -108,7 +120,7 @@ class RunLock:
         return value if isinstance(value, dict) else {}
 
 
-def _command() -> str:
+def command_line() -> str:
     """This process's command line, short: ``gancore train ...`` for the CLI, else the script and arguments."""
     if not sys.argv:
         return ""
@@ -144,3 +156,29 @@ def remove_orphaned_temporaries(checkpoints: Path) -> list[Path]:
         shutil.rmtree(child, ignore_errors=True)
         removed.append(child)
     return removed
+
+
+def is_restartable(folder: Path) -> bool:
+    """Whether ``folder`` holds only what a run that wrote no checkpoint left (it failed, diverged or
+    ran out of memory before its first checkpoint): ``gancore train`` may start it again there."""
+    from gancore.checkpoint import step_folders
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    entries = [child.name for child in folder.iterdir()]
+    return all(name in RUN_ENTRIES for name in entries) and not step_folders(folder / "checkpoints") \
+        and not (folder / "checkpoints" / "best").exists()
+
+
+def clear_run_files(folder: Path, keep_lock: bool = True) -> None:
+    """Delete what training wrote into ``folder`` (:data:`RUN_ENTRIES`; the lock file too unless ``keep_lock``)."""
+    folder = Path(folder)
+    for name in RUN_ENTRIES:
+        path = folder / name
+        if name == LOCK_FILE and keep_lock:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

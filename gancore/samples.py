@@ -7,6 +7,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from gancore.files import write_atomically
+
 __all__ = ["image_grid", "save_samples", "scatter_plot"]
 
 
@@ -61,7 +63,4 @@ def save_samples(path: Path, fake: Tensor, real: Tensor | None = None) -> Path:
         raise ValueError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
     path.parent.mkdir(parents=True, exist_ok=True)
     picture = scatter_plot(fake, real) if fake.ndim == 2 else image_grid(fake)
-    tmp = path.with_name(f".{path.name}.tmp")
-    picture.save(tmp, format=image_format)
-    tmp.replace(path)
-    return path
+    return write_atomically(path, lambda tmp: picture.save(tmp, format=image_format))

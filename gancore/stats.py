@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["StatsLog"]
+from gancore.files import write_text_atomically
+
+__all__ = ["StatsLog", "append_line", "read_stats"]
 
 
 class StatsLog:
@@ -54,6 +56,15 @@ class StatsLog:
             self.tensorboard.flush()
         return line
 
+    def event(self, step: int, kimg: float, name: str, details: Mapping[str, Any]) -> dict[str, Any]:
+        """Write one line that records an event rather than means (``{"step", "kimg", "event": name,
+        ...details}``; e.g. the settings a resume changed) and return it."""
+        line: dict[str, Any] = {"step": step, "kimg": round(kimg, 6), "event": name, **details}
+        self.history.append(line)
+        if self.path is not None:
+            append_line(self.path, json.dumps(line, allow_nan=True) + "\n")
+        return line
+
     def close(self) -> None:
         """Close the TensorBoard writer, if any."""
         if self.tensorboard is not None:
@@ -66,9 +77,7 @@ class StatsLog:
         if self.path is None or not self.path.is_file():
             return
         kept = [line for line in read_stats(self.path) if line["step"] <= step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(line, allow_nan=True) + "\n" for line in kept), encoding="utf-8")
-        tmp.replace(self.path)
+        write_text_atomically(self.path, "".join(json.dumps(line, allow_nan=True) + "\n" for line in kept))
 
 
 def _tensorboard_writer(folder: Path) -> Any:
@@ -92,8 +101,9 @@ def append_line(path: Path, text: str) -> None:
             while done < len(data):
                 done += os.write(fd, data[done:])
             os.fsync(fd)
-        except OSError:
+        except OSError as exc:
             os.ftruncate(fd, start)  # no torn line for the next reader
+            exc.filename = exc.filename or str(path)
             raise
     finally:
         os.close(fd)

@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from gancore.data.base import Dataset, as_images, batch_indices
+from gancore.data.base import DataError, Dataset, as_images, batch_indices
 
 __all__ = ["BatchStream", "as_images", "default_workers"]
 
@@ -39,9 +39,19 @@ class _StepBatches(torch.utils.data.Dataset):
         self.seed = seed
         self.rows = rows
 
-    def __getitem__(self, step: int) -> tuple[Tensor, Tensor | None]:
+    def __getitem__(self, step: int) -> "tuple[Tensor, Tensor | None] | _Failure":
         indices = batch_indices(len(self.dataset), self.batch, step, self.seed)[self.rows]
-        return self.dataset.get_levels(indices) if self.dataset.uint8_levels else self.dataset.get(indices)
+        try:
+            return self.dataset.get_levels(indices) if self.dataset.uint8_levels else self.dataset.get(indices)
+        except DataError as exc:  # sent back as a value: the loader would wrap it in a worker traceback
+            return _Failure(str(exc))
+
+
+class _Failure:
+    """A data set's error in a worker, carried to the training process to be raised there as it was."""
+
+    def __init__(self, message: str):
+        self.message = message
 
 
 class _StepsFrom(torch.utils.data.Sampler):
@@ -87,6 +97,9 @@ class BatchStream:
         assert self._iterator is not None
         batch = next(self._iterator)
         self._next_step = step + 1
+        if isinstance(batch, _Failure):
+            self.close()
+            raise DataError(batch.message)
         return batch
 
     def close(self) -> None:

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from gancore.download import cache_dir
+from gancore.files import write_atomically
 from gancore.metrics.generative import compute_metrics, kid_subset
 
 __all__ = ["Evaluation", "cache_root", "default_cache_dir", "extract_features", "reference_features", "evaluate"]
@@ -58,9 +58,7 @@ def reference_features(
     features = extract_features(extractor, images, batch)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        save_file({"features": features.contiguous()}, str(tmp))
-        tmp.replace(path)
+        write_atomically(path, lambda tmp: save_file({"features": features.contiguous()}, str(tmp)))
     return features, False
 
 
