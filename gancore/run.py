@@ -233,22 +233,24 @@ class Run:
         """
         from gancore import resuming
 
-        checkpoint = ckpt.find_checkpoint(path)
-        run_dir = checkpoint.parent.parent
-        if from_previous:
-            previous = ckpt.newest_intact_checkpoint(run_dir, before=checkpoint)
-            if previous is None:
-                raise ckpt.CheckpointError(f"{run_dir}: no intact checkpoint before {checkpoint.name}")
-            checkpoint = previous
         if fork is not None and discard_later:
             raise ckpt.TimelineError("give --fork or --discard-later, not both")
-        later = ckpt.later_checkpoints(checkpoint)
-        if later and fork is None and not discard_later:
-            raise ckpt.TimelineError(resuming.timeline_problem(run_dir, checkpoint, later))
+        run_dir = ckpt.find_checkpoint(path).parent.parent
         manager = manager or PluginManager()
         writer = rank() == 0  # rank 0 alone forks, discards and writes
-        lock = RunLock(run_dir).acquire() if writer and fork is None else None  # before anything in it changes
+        # The lock first: a process training there would change what the newest checkpoint is.
+        lock = RunLock(run_dir).acquire() if writer and fork is None else None
+        checkpoint = run_dir
         try:
+            checkpoint = ckpt.find_checkpoint(path)
+            if from_previous:
+                previous = ckpt.newest_intact_checkpoint(run_dir, before=checkpoint)
+                if previous is None:
+                    raise ckpt.TimelineError(f"{run_dir}: no intact checkpoint before {checkpoint.name}")
+                checkpoint = previous
+            later = ckpt.later_checkpoints(checkpoint)
+            if later and fork is None and not discard_later:
+                raise ckpt.TimelineError(resuming.timeline_problem(run_dir, checkpoint, later))
             state = ckpt.read_state(checkpoint)
             before = _checked_state_config(state, checkpoint, manager)
             raw = copy.deepcopy(before)
@@ -314,12 +316,16 @@ class Run:
             print(f"gancore: deleted what {self.out_dir} wrote after step {self.step}: {', '.join(discarded)}",
                   file=sys.stderr)
             resuming.record_history(self.out_dir, self.step, "discard", {"from": checkpoint.name, "deleted": discarded})
-        if changes:
-            said = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+        if not changes:
+            return
+        changed = {key: {"from": old, "to": new} for key, (old, new) in changes.items()}
+        resuming.record_history(self.out_dir, self.step, "resume", {"from": checkpoint.name, "changed": changed})
+        # A longer run (--steps) is said by "resuming at step N of M"; the rest is news in the stats.
+        settings = {key: value for key, value in changed.items() if key != "train.steps"}
+        if settings:
+            said = ", ".join(f"{key} {value['from']!r} -> {value['to']!r}" for key, value in settings.items())
             print(f"gancore: going on from step {self.step} with {said}", file=sys.stderr)
-            changed = {key: {"from": old, "to": new} for key, (old, new) in changes.items()}
-            self.log.event(self.step, self.kimg, "config", {"changed": changed})
-            resuming.record_history(self.out_dir, self.step, "resume", {"from": checkpoint.name, "changed": changed})
+            self.log.event(self.step, self.kimg, "config", {"changed": settings})
 
     @classmethod
     def for_sampling(cls, path: str | Path, *, manager: PluginManager | None = None) -> "Run":

@@ -250,11 +250,17 @@ def test_a_damaged_newest_checkpoint_names_the_file_and_the_way_back(tmp_path, c
     assert main(["resume", str(run_dir), "--steps", "6"]) == 2
     err = capsys.readouterr().err
     assert str(damaged) in err
-    assert f"the newest intact checkpoint before it is step-000002: resume from it with `gancore resume {run_dir} " \
-           "--from-previous`" in err
-    assert main(["resume", str(run_dir), "--steps", "6", "--from-previous"]) == 0
-    assert "resuming at step 2 of 6" in capsys.readouterr().err
+    assert f"the newest intact checkpoint before it is step-000002: go on from it with `gancore resume {run_dir} " \
+           "--from-previous --discard-later`" in err
+    # Going back without saying what becomes of the damaged checkpoint would mix two timelines.
+    assert main(["resume", str(run_dir), "--steps", "6", "--from-previous"]) == 2
+    assert "has checkpoints after step-000002 (step-000004)" in capsys.readouterr().err
+    assert main(["resume", str(run_dir), "--steps", "6", "--from-previous", "--discard-later"]) == 0
+    err = capsys.readouterr().err
+    assert "deleted what" in err and "checkpoints/step-000004" in err and "resuming at step 2 of 6" in err
     assert ckpt.read_state(ckpt.latest_checkpoint(run_dir))["step"] == 6
+    steps = [json.loads(line)["step"] for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_wrongly_typed_state_json_is_a_clear_error(tmp_path, capsys):
