@@ -565,3 +565,144 @@ def test_out_of_memory_is_one_line_naming_the_phase_the_batch_and_what_to_try(tm
     message = err[1]
     assert message.startswith("gancore: out of memory in Dmain at step 2 on cpu (batch 64: CUDA out of memory.")
     assert "train.batch_per_gpu = 32" in message and f"the newest checkpoint is {newest}" in message
+
+
+# -- every write atomic; failed starts leave nothing; restarts; a one-checkpoint quota; damaged images
+
+
+def _truncated_image_folder(tmp_path: Path) -> Path:
+    """A config of the folder data set on eight 32x32 PNGs, the sixth cut off after its header."""
+    import torch
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    noise = torch.Generator().manual_seed(0)
+    for i in range(8):
+        pixels = torch.randint(0, 256, (32, 32, 3), generator=noise, dtype=torch.uint8).numpy()
+        Image.fromarray(pixels).save(images / f"{i}.png")
+    data = (images / "5.png").read_bytes()
+    (images / "5.png").write_bytes(data[: len(data) // 2])  # the header reads, the pixels do not
+    config = TINY.format(steps=2, checkpoint_every=0, extra="data_workers = {workers}").replace(
+        'name = "mlp"\nwidth = 16', 'name = "dcgan"\nwidth = 8').replace(
+        'name = "mog25"\nnum_samples = 256', f'name = "folder"\npath = "{images.as_posix()}"\nresolution = 8')
+    path = tmp_path / "folder.toml"
+    path.write_text(config)
+    return path
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_truncated_image_found_in_training_is_one_line_and_leaves_no_folder(tmp_path, workers):
+    config = _truncated_image_folder(tmp_path)
+    config.write_text(config.read_text().format(workers=workers))
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "gancore", "train", str(config), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("gancore:")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"cannot read image {tmp_path / 'images' / '5.png'}: image file is truncated" in lines[0]
+    assert f"nothing is kept in {out}" in lines[0]
+    assert not out.exists()  # no .lock, no config.json: the next `gancore train` finds nothing in the way
+
+
+def test_a_failure_before_the_first_step_keeps_a_folder_the_user_made_but_empties_it(tmp_path, monkeypatch, capsys):
+    from gancore.trainer import Trainer
+
+    def broken(self):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 1 GiB")
+
+    monkeypatch.setattr(Trainer, "step", broken)
+    out = tmp_path / "mine"
+    out.mkdir()
+    assert main(["train", str(_config(tmp_path)), "--out", str(out)]) == 1
+    assert "out of memory" in capsys.readouterr().err
+    assert out.is_dir() and list(out.iterdir()) == []
+
+
+def test_a_run_without_a_checkpoint_says_so_and_can_be_started_again(tmp_path, capsys):
+    out = tmp_path / "run"
+    diverging = ["--set", "train.divergence_limit=0.001", "--set", "train.divergence_steps=2"]
+    assert main(["train", str(_config(tmp_path, steps=20)), "--out", str(out), *diverging]) == 1
+    err = capsys.readouterr().err
+    assert "no checkpoint was written before it (train.checkpoint_every = 0)" in err
+    assert f"{out} keeps its stats.jsonl and samples to look at, and `gancore train` with the same --out starts" in err
+    assert len((out / "stats.jsonl").read_text().splitlines()) == 2  # kept to look at
+    assert main(["train", str(_config(tmp_path, steps=3)), "--out", str(out)]) == 0
+    assert f"{out} holds a run that wrote no checkpoint; starting it again" in capsys.readouterr().err
+    assert [json.loads(line)["step"] for line in (out / "stats.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # Now it has a checkpoint: `train` refuses, with the true way on.
+    assert main(["train", str(_config(tmp_path, steps=3)), "--out", str(out)]) == 2
+    assert f"{out} holds a run with checkpoints; go on with `gancore resume {out}`" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "photo.jpg").write_bytes(b"x")
+    assert main(["train", str(_config(tmp_path, steps=3)), "--out", str(other)]) == 2
+    assert "is not empty and holds no run of gancore's" in capsys.readouterr().err
+    assert sorted(p.name for p in other.iterdir()) == ["photo.jpg"]
+
+
+def test_the_first_checkpoint_that_does_not_fit_gives_the_space_it_needs(tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(tmp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "G.safetensors"))
+
+    monkeypatch.setattr(ckpt, "_write_files", full)
+    out = tmp_path / "run"
+    assert main(["train", str(_config(tmp_path, steps=2, checkpoint_every=2)), "--out", str(out)]) == 1
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"could not write checkpoint {out / 'checkpoints' / 'step-000002'}: No space left on device (G.safetensors)" in message
+    assert "; it needs about 0." in message and "MiB are free; no complete checkpoint exists yet" in message
+    assert list((out / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["samples", "summary"])
+def test_a_sample_grid_or_summary_that_cannot_be_written_names_it_and_leaves_no_temporary(
+    tmp_path, monkeypatch, capsys, target
+):
+    import errno
+
+    from gancore import files
+
+    original = files.write_atomically
+
+    def failing(path, write):
+        def cut_short(tmp):
+            write(tmp)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        hit = Path(path).parent.name == "samples" if target == "samples" else Path(path).name == "summary.json"
+        return original(path, cut_short if hit else write)
+
+    monkeypatch.setattr(files, "write_atomically", failing)
+    monkeypatch.setattr("gancore.samples.write_atomically", failing)
+    monkeypatch.setattr("gancore.files.write_text_atomically",
+                        lambda path, text: failing(path, lambda tmp: tmp.write_text(text, encoding="utf-8")))
+    out = tmp_path / "run"
+    assert main(["train", str(_config(tmp_path, steps=2, checkpoint_every=2, extra="sample_every = 2")),
+                 "--out", str(out)]) == 1
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    name = out / "samples" / "step-000002.png" if target == "samples" else out / "summary.json"
+    assert message == f"gancore: could not write {name}: No space left on device"
+    assert not [p for p in out.rglob(".*tmp*")]  # no temporary left anywhere
+    assert not name.exists()
+
+
+def test_keep_checkpoints_1_rotates_in_a_quota_that_holds_one(tmp_path, monkeypatch, capsys):
+    import errno
+
+    original = ckpt._write_files
+
+    def quota_of_one(tmp, *args, **kwargs):
+        if ckpt.list_checkpoints(tmp.parent):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded", str(tmp / "G.safetensors"))
+        return original(tmp, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "_write_files", quota_of_one)
+    out = tmp_path / "run"
+    config = _config(tmp_path, steps=6, checkpoint_every=2, extra="keep_checkpoints = 1")
+    assert main(["train", str(config), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "gancore: warning: no room for step-000004 beside step-000002 (train.keep_checkpoints = 1)" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000006"]
+    ckpt.verify_checkpoint(out / "checkpoints" / "step-000006")
