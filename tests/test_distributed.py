@@ -39,6 +39,9 @@ def _worker(rank: int, world: int, port: int, raw: dict, out_dir: str, result_pa
         save_file({k: v.contiguous() for k, v in weights.items()}, result_path if rank == 0 else f"{result_path}.rank{rank}")
     finally:
         if dist.is_initialized():
+            # Both ranks finish before either tears its connections down: a rank that exits while
+            # rank 0 still writes its files aborts in gloo now and then.
+            dist.barrier()
             dist.destroy_process_group()
 
 
