@@ -254,7 +254,17 @@ def write_checkpoint(
         for stale in existing[: max(0, len(existing) - max(keep - 1, 1))]:
             remove_checkpoint(stale)
     tmp = root / f".tmp-{folder}-{os.getpid()}"
-    write = lambda: _write_temporary(tmp, modules, optimizers, extra_tensors, state)  # noqa: E731
+
+    def write() -> None:
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+            _write_files(tmp, modules, optimizers, extra_tensors, state)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
     try:
         write()
     except OSError as exc:
@@ -286,24 +296,6 @@ def write_checkpoint(
 
 #: The errors of a full disk and of a full quota.
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-
-
-def _write_temporary(
-    tmp: Path,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    extra_tensors: dict[str, torch.Tensor],
-    state: dict[str, Any],
-) -> None:
-    """Write a checkpoint's files into the temporary folder ``tmp``; on any failure ``tmp`` is removed."""
-    try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        _write_files(tmp, modules, optimizers, extra_tensors, state)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def remove_checkpoint(folder: Path) -> None:

@@ -2,10 +2,11 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["write_atomically", "write_json_atomically", "write_text_atomically"]
+__all__ = ["write_atomically", "write_folder_atomically", "write_json_atomically", "write_text_atomically"]
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
@@ -39,3 +40,21 @@ def write_text_atomically(path: Path, text: str) -> Path:
 def write_json_atomically(path: Path, payload: Mapping[str, Any] | list[Any]) -> Path:
     """Replace ``path`` with ``payload`` as indented JSON atomically."""
     return write_text_atomically(path, json.dumps(payload, indent=2) + "\n")
+
+
+def write_folder_atomically(path: Path, fill: Callable[[Path], None]) -> Path:
+    """Make the folder ``path`` (absent or empty) by ``fill(tmp)`` on a temporary folder beside it,
+    renamed into place when complete: a failure leaves ``path`` as it was and no temporary folder."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        fill(tmp)
+        if path.exists():
+            path.rmdir()
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

@@ -8,7 +8,6 @@ no installed plugin maps is an error naming it, never silently dropped.
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -19,6 +18,7 @@ from gancore.backbone import DataInfo
 from gancore.checkpoint import CheckpointError, save_module, state_mismatch
 from gancore.config import META_KEY
 from gancore.download import sha256_of
+from gancore.files import write_folder_atomically
 from gancore.model_folder import COMPONENTS, FORMAT_VERSION, INDEX_FILE
 from gancore.pickle_reader import PickledModule, PickledTFNetwork, read_network_pickle
 
@@ -260,18 +260,9 @@ def import_checkpoint(
     checkpoint = read_checkpoint(path)
     model = _map(checkpoint, manager)
     run = build_run(model, manager)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        _write_folder(tmp, run, model, checkpoint, url, _snapshot_nimg(path))
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.replace(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return write_folder_atomically(
+        out_dir, lambda tmp: _write_folder(tmp, run, model, checkpoint, url, _snapshot_nimg(path))
+    )
 
 
 def _write_folder(

@@ -13,6 +13,7 @@ from gancore import checkpoint as ckpt
 from gancore.backbone import DataInfo
 from gancore.checkpoint import CheckpointError
 from gancore.config import META_KEY
+from gancore.files import write_folder_atomically
 from gancore.model_folder import (  # noqa: F401  (the folder format, re-exported here)
     ALLOWED_SUFFIXES,
     COMPONENTS,
@@ -65,12 +66,14 @@ def export(source: str | Path, out_dir: str | Path, repo_id: str | None = None) 
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise CheckpointError(f"{out_dir}: folder exists and is not empty")
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    return write_folder_atomically(out_dir, lambda tmp: _write_model_folder(tmp, checkpoint, state, repo_id))
+
+
+def _write_model_folder(folder: Path, checkpoint: Path, state: dict[str, Any], repo_id: str | None) -> None:
+    """The files of a model folder exported from ``checkpoint``."""
     config = dict(state["config"])
     config[META_KEY] = {**config.get(META_KEY, {}), "data_info": state["data_info"]}
-    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     index = {
         "library": "gancore",
         "format_version": FORMAT_VERSION,
@@ -78,14 +81,10 @@ def export(source: str | Path, out_dir: str | Path, repo_id: str | None = None) 
         "nimg": state["nimg"],
         "components": {name: f"{name}.safetensors" for name in COMPONENTS},
     }
-    (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    (folder / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     for name in COMPONENTS:
-        shutil.copyfile(checkpoint / f"{name}.safetensors", tmp / f"{name}.safetensors")
-    _write_card_and_grid(checkpoint, tmp, repo_id)
-    if out_dir.exists():
-        out_dir.rmdir()
-    tmp.replace(out_dir)
-    return out_dir
+        shutil.copyfile(checkpoint / f"{name}.safetensors", folder / f"{name}.safetensors")
+    _write_card_and_grid(checkpoint, folder, repo_id)
 
 
 def _write_card_and_grid(checkpoint: Path, folder: Path, repo_id: str | None) -> None:

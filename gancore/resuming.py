@@ -1,7 +1,6 @@
 """Going on from a checkpoint: which settings a resume may change, one timeline per run folder (fork or discard), the config history."""
 
 import json
-import os
 import re
 import shutil
 import time
@@ -10,7 +9,7 @@ from typing import Any, Mapping
 
 from gancore import checkpoint as ckpt
 from gancore.config import META_KEY, canonical_name
-from gancore.files import write_text_atomically
+from gancore.files import write_folder_atomically, write_text_atomically
 from gancore.stats import append_line, read_stats
 
 __all__ = [
@@ -127,10 +126,8 @@ def fork_run(checkpoint: Path, new_dir: Path, step: int) -> Path:
         raise ckpt.TimelineError(f"--fork {new_dir}: the folder exists and is not empty; give a new one")
     if new_dir.resolve() == source.resolve():
         raise ckpt.TimelineError(f"--fork {new_dir}: that is the run folder itself; give a new one")
-    new_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_dir.with_name(f".{new_dir.name}.fork-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+
+    def fill(tmp: Path) -> None:
         shutil.copytree(checkpoint, tmp / "checkpoints" / checkpoint.name)
         if (source / "config.json").is_file():
             shutil.copy2(source / "config.json", tmp / "config.json")
@@ -146,12 +143,8 @@ def fork_run(checkpoint: Path, new_dir: Path, step: int) -> Path:
                         if _is_ancestor(line, step)]
             write_text_atomically(tmp / HISTORY_FILE, "".join(f"{line}\n" for line in ancestry))
         record_history(tmp, step, "fork", {"forked_from": str(checkpoint)})
-        if new_dir.exists():
-            new_dir.rmdir()
-        tmp.rename(new_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_folder_atomically(new_dir, fill)
     return new_dir / "checkpoints" / checkpoint.name
 
 
