@@ -55,9 +55,21 @@ def train(
     return run.train(steps)
 
 
-def resume(run_dir: str | Path, steps: int | None = None) -> Run:
-    """Continue a run from its newest checkpoint until ``steps`` (default: its configured length)."""
-    run = Run.resume(run_dir, steps=steps)
+def resume(
+    run_dir: str | Path,
+    steps: int | None = None,
+    *,
+    overrides: Iterable[str] = (),
+    fork: str | Path | None = None,
+    discard_later: bool = False,
+) -> Run:
+    """Continue a run from its newest checkpoint (or a checkpoint folder) until ``steps`` (default:
+    its configured length), with ``overrides`` (``"train.g_lr=0.001"``) taking effect from there.
+
+    ``fork`` goes on in a new run folder, ``discard_later`` deletes what the run wrote after the
+    checkpoint; one of them is needed when the checkpoint has later ones (see :meth:`Run.resume`).
+    """
+    run = Run.resume(run_dir, steps=steps, overrides=list(overrides), fork=fork, discard_later=discard_later)
     return run.train(steps)
 
 

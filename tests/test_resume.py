@@ -188,3 +188,13 @@ def test_a_bad_entry_in_state_json_is_blamed_on_state_json(trained, capsys, dama
     err = capsys.readouterr().err
     assert f"gancore: {path}: {blamed}" in err
     assert "go on from it with" in err and "--from-previous" in err and "Traceback" not in err
+
+
+def test_gancore_resume_in_python_forks_with_a_new_setting(trained, tmp_path):
+    import gancore
+
+    run = gancore.resume(trained / "checkpoints" / "step-000004", steps=5, overrides=["train.d_lr=0.001"],
+                         fork=tmp_path / "fork")
+    assert run.out_dir == tmp_path / "fork" and run.step == 5
+    assert run.opt_D.param_groups[0]["lr"] == pytest.approx(0.001 * 2 / 3)
+    assert _checkpoints(trained) == ["step-000002", "step-000004", "step-000006"]
