@@ -341,10 +341,10 @@ def cmd_hooks(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gancore`` command."""
-    import gancore
+    from gancore.version import __version__
 
     parser = argparse.ArgumentParser(prog="gancore", description="Train GANs with stackable method plugins.")
-    parser.add_argument("--version", action="version", version=f"gancore {gancore.__version__}")
+    parser.add_argument("--version", action="version", version=f"gancore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a run from a config file")

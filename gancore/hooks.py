@@ -9,6 +9,7 @@ from torch import Tensor
 
 from gancore.config import ConfigError
 from gancore.losses import LossTerm
+from gancore.plugin_errors import HookError
 
 if TYPE_CHECKING:  # pragma: no cover
     from gancore.plugins import PluginManager
@@ -21,8 +22,6 @@ NamedTerm = tuple[str, LossTerm]
 
 def _bad_result(plugin: str, hook: str, message: str) -> None:
     """Raise a HookError for an implementation that broke its hook's contract."""
-    from gancore.plugins import HookError
-
     raise HookError(plugin, hook, ValueError(message))
 
 
@@ -53,8 +52,6 @@ class Hooks:
 
         The one place where a failing implementation becomes a HookError naming plugin and hook.
         """
-        from gancore.plugins import HookError
-
         try:
             return impl.function(*[arguments[name] for name in impl.argnames])
         except (HookError, ConfigError):
@@ -101,7 +98,7 @@ class Hooks:
 
     def import_networks(self, checkpoint: Any) -> "tuple[str, Any] | None":
         """``gancore_import_networks``: the first ``(plugin, ImportedModel)`` returned, or None."""
-        from gancore.importing import CheckpointImportError, ImportedModel
+        from gancore.import_types import CheckpointImportError, ImportedModel
 
         for plugin, impl in self._manager.iter_impls("gancore_import_networks"):
             try:
@@ -119,7 +116,7 @@ class Hooks:
 
     def import_modules(self, checkpoint: Any, model: Any) -> "list[tuple[str, Any]]":
         """``gancore_import_modules`` of every installed method plugin that has it: ``(plugin, ImportedModules)``."""
-        from gancore.importing import CheckpointImportError, ImportedModules
+        from gancore.import_types import CheckpointImportError, ImportedModules
 
         found = []
         for plugin, function in self._manager.module_importers():
@@ -128,9 +125,7 @@ class Hooks:
             except CheckpointImportError:
                 raise
             except Exception as exc:
-                from gancore.plugins import HookError
-
-                raise HookError(plugin, "gancore_import_modules", exc) from exc
+                        raise HookError(plugin, "gancore_import_modules", exc) from exc
             if result is None:
                 continue
             if not isinstance(result, ImportedModules):

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from gancore.backbone import BackboneSpec
-    from gancore.importing import ImportedModel, ImportedModules, PublishedCheckpoint
+    from gancore.import_types import ImportedModel, ImportedModules, PublishedCheckpoint
     from gancore.losses import LossTerm
     from gancore.metrics.extractors import FeatureExtractor
     from gancore.run import Run

@@ -19,6 +19,7 @@ __all__ = [
     "UnsafeFilesError",
     "check_files",
     "component_paths",
+    "download_repo",
     "initialise_from",
     "is_exported",
     "looks_like_repo_id",
@@ -99,6 +100,26 @@ def looks_like_repo_id(source: str | Path) -> bool:
     return not isinstance(source, Path) and not text.startswith((".", "/", "~")) and text.count("/") == 1
 
 
+def download_repo(repo_id: str, revision: str | None, subfolder: str | None = None) -> Path:
+    """Fetch the JSON and safetensors files of a Hub model repo (or take them from the cache
+    when offline), after checking that the repo holds nothing gancore would refuse."""
+    from huggingface_hub import HfApi, constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
+    try:
+        if not constants.HF_HUB_OFFLINE:
+            check_files(HfApi().list_repo_files(repo_id, revision=revision), f"Hub repo {repo_id}")
+        folder = Path(snapshot_download(
+            repo_id, revision=revision, allow_patterns=[f"{prefix}*.json", f"{prefix}*.safetensors"]
+        ))
+    except UnsafeFilesError:
+        raise
+    except (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{repo_id}: neither a local folder nor a reachable Hub repo ({exc})") from None
+    return folder / prefix if prefix else folder
+
+
 def initialise_from(run: "Run", source: str | Path, revision: str | None = None) -> Path:
     """Load G, D and G_ema of a model folder or Hub repo into a freshly built ``run`` (fine-tuning).
 
@@ -112,9 +133,7 @@ def initialise_from(run: "Run", source: str | Path, revision: str | None = None)
     if path.exists():
         folder = path
     elif looks_like_repo_id(source):
-        from gancore.pretrained import _download  # the Hub only when a run asks for a Hub repo
-
-        folder = _download(str(source), revision)
+        folder = download_repo(str(source), revision)
     else:
         raise CheckpointError(f"train.init: {source}: no such model folder, nor a Hub repo id 'user/name'")
     if not is_exported(folder):

@@ -11,6 +11,7 @@ import pluggy
 from gancore import hookspecs
 from gancore.backbone import CAPABILITIES, BackboneSpec
 from gancore.metrics.extractors import FeatureExtractor, builtin_extractors
+from gancore.plugin_errors import HookError, PluginError, PluginKindError, UnknownPluginError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -31,28 +32,6 @@ BUNDLED_BACKBONES = {"mlp": "gancore-dcgan", "dcgan": "gancore-dcgan", "stylegan
 
 #: Plugin kinds loaded whether or not a run lists them (they only add choices).
 INFRASTRUCTURE_KINDS = ("backbone", "ops", "metrics")
-
-
-class PluginError(Exception):
-    """A problem with a plugin: unknown, badly declared, conflicting, or failing."""
-
-
-class UnknownPluginError(PluginError, LookupError):
-    """A run names a plugin that is not installed."""
-
-
-class PluginKindError(PluginError, LookupError):
-    """A run lists a backbone or ops provider among its method plugins."""
-
-
-class HookError(PluginError):
-    """An exception raised inside a plugin's hook implementation, re-raised with both names."""
-
-    def __init__(self, plugin: str, hook: str, error: BaseException):
-        self.plugin = plugin
-        self.hook = hook
-        self.error = error
-        super().__init__(f"hook {hook} of plugin {plugin!r} failed: {type(error).__name__}: {error}")
 
 
 @attrs.frozen(kw_only=True)

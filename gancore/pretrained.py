@@ -22,6 +22,7 @@ from gancore.model_folder import (  # noqa: F401  (the folder format, re-exporte
     UnsafeFilesError,
     check_files,
     component_paths,
+    download_repo,
     initialise_from,
     is_exported,
 )
@@ -166,26 +167,6 @@ def _load_exported(
     return run
 
 
-def _download(repo_id: str, revision: str | None, subfolder: str | None = None) -> Path:
-    """Fetch the JSON and safetensors files of a Hub model repo (or take them from the cache
-    when offline), after checking that the repo holds nothing gancore would refuse."""
-    from huggingface_hub import HfApi, constants, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
-    try:
-        if not constants.HF_HUB_OFFLINE:
-            check_files(HfApi().list_repo_files(repo_id, revision=revision), f"Hub repo {repo_id}")
-        folder = Path(snapshot_download(
-            repo_id, revision=revision, allow_patterns=[f"{prefix}*.json", f"{prefix}*.safetensors"]
-        ))
-    except UnsafeFilesError:
-        raise
-    except (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError, OSError) as exc:
-        raise CheckpointError(f"{repo_id}: neither a local folder nor a reachable Hub repo ({exc})") from None
-    return folder / prefix if prefix else folder
-
-
 def load_run(
     source: str | Path,
     components: tuple[str, ...] = ("G_ema",),
@@ -203,7 +184,7 @@ def load_run(
         return Run.from_checkpoint(path, components, manager=manager)
     if not _looks_like_repo_id(source):
         raise CheckpointError(f"{source}: no such run, checkpoint or exported folder (nor a Hub repo id 'user/name')")
-    return _load_exported(_download(str(source), revision), components, manager)
+    return _load_exported(download_repo(str(source), revision), components, manager)
 
 
 def from_pretrained(
@@ -233,7 +214,7 @@ def from_pretrained(
         if not is_exported(folder):
             raise CheckpointError(f"{folder}: not an exported gancore folder (no {INDEX_FILE}); see `gancore export`")
     elif _looks_like_repo_id(repo_id_or_path):
-        folder = _download(str(repo_id_or_path), revision, subfolder)
+        folder = download_repo(str(repo_id_or_path), revision, subfolder)
     else:
         raise CheckpointError(f"{repo_id_or_path}: no such folder, nor a Hub repo id 'user/name'")
     run = _load_exported(folder, (component,), None, device=str(torch.device(device or "cpu")))

@@ -496,12 +496,12 @@ class Run:
 
     def resolved_config(self) -> dict[str, Any]:
         """The fully resolved config in run-file shape, with versions under ``gancore``."""
-        import gancore
+        from gancore.version import __version__
 
         owner = self.manager.backbone_owner(self.backbone.name)
         raw = self.config.to_dict()
         raw[META_KEY] = {
-            "version": gancore.__version__,
+            "version": __version__,
             "backbone_plugin": owner,
             "plugins": self.manager.versions([*self.config.plugin_names, owner or ""]),
             "data_info": data_info_dict(self.data_info),

@@ -42,3 +42,98 @@ def test_the_step_does_not_import_the_run():
         tree = ast.parse((CORE / f"{module}.py").read_text())
         top = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "gancore.run"]
         assert not top, f"gancore/{module}.py imports gancore.run at run time"
+
+
+def _module_names() -> dict[str, Path]:
+    """Every module of gancore/ by its dotted name (a package by its own name)."""
+    names = {}
+    for path in CORE.rglob("*.py"):
+        parts = path.relative_to(CORE.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """The ids of every node inside an ``if TYPE_CHECKING:`` block (imports for annotations only)."""
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            inside |= {id(child) for child in ast.walk(node)}
+    return inside
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Which gancore modules each gancore module imports when it runs, at the top or inside functions
+    (``if TYPE_CHECKING:`` blocks aside). ``from package import name`` counts as importing the
+    submodule ``name`` if there is one, else the package; the parent packages Python initialises
+    on the way are not counted (the package ``gancore`` re-exports the API, so everything would)."""
+    modules = _module_names()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skipped = _type_checking_nodes(tree)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_of_gancore_imports_itself_back_at_run_time():
+    graph = import_graph()
+    assert "gancore.run" in graph["gancore.api"] and "gancore.hooks" in graph["gancore.plugins"]  # the walk sees imports
+    cycles = _cycles(graph)
+    described = ["; ".join(f"{m} -> {sorted(t for t in graph[m] if t in group)}" for m in group) for group in cycles]
+    assert not cycles, f"import cycles: {described}"
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

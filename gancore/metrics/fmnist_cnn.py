@@ -246,7 +246,7 @@ def train_fmnist_cnn(
     if progress:
         print(f"test accuracy {accuracy:.4f} (padded), {accuracy_resize:.4f} (resized)", file=sys.stderr)
 
-    from gancore import __version__
+    from gancore.version import __version__
 
     info: dict[str, Any] = {
         "format": FORMAT,

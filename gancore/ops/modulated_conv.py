@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gancore import ops
+from gancore.ops.functions import upfirdn2d
 from gancore.ops.upfirdn2d import filter_size, parse_padding
 
 __all__ = ["conv2d_resample", "modulated_conv2d"]
@@ -74,17 +74,17 @@ def conv2d_resample(
 
     # 1x1 kernel, down-sampling only: down-sample first, then convolve.
     if kw == 1 and kh == 1 and down > 1 and up == 1:
-        x = ops.upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
         return _conv2d(x, w, groups=groups, flip_weight=flip_weight)
 
     # 1x1 kernel, up-sampling only: convolve first, then up-sample.
     if kw == 1 and kh == 1 and up > 1 and down == 1:
         x = _conv2d(x, w, groups=groups, flip_weight=flip_weight)
-        return ops.upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter)
+        return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter)
 
     # Down-sampling only: filter, then a strided convolution.
     if down > 1 and up == 1:
-        x = ops.upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
         return _conv2d(x, w, stride=down, groups=groups, flip_weight=flip_weight)
 
     # Up-sampling (and maybe down-sampling): a transposed strided convolution, then filter.
@@ -102,11 +102,11 @@ def conv2d_resample(
         pxt = max(min(-px0, -px1), 0)
         pyt = max(min(-py0, -py1), 0)
         x = _conv2d(x, w, stride=up, padding=[pyt, pxt], groups=groups, transpose=True, flip_weight=not flip_weight)
-        x = ops.upfirdn2d(
+        x = upfirdn2d(
             x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2, flip_filter=flip_filter
         )
         if down > 1:
-            x = ops.upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+            x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
         return x
 
     # No resampling and symmetric non-negative padding: a plain convolution.
@@ -114,7 +114,7 @@ def conv2d_resample(
         return _conv2d(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
 
     # General case (asymmetric or negative padding).
-    x = ops.upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+    x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
     return _conv2d(x, w, groups=groups, flip_weight=flip_weight)
 
 
