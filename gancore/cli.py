@@ -315,19 +315,24 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     manager = PluginManager()
     infos = manager.info()
+    broken = [(info.name, problem) for info in infos for problem in info.problems]
     if args.json:
         print(json.dumps([attrs.asdict(info) for info in infos], indent=2))
-        return 0
-    if not infos:
+    elif not infos:
         print("no plugins installed; add one with: pip install gancore-<name>")
-        return 0
-    for info in infos:
+    for info in [] if args.json else infos:
         where = f"{info.distribution} {info.version}" if info.distribution else info.source
         print(f"{info.name} [{info.kind}] ({where}) {info.description}")
         if info.kind == "backbone":
             mine = [n for n in manager.backbones if manager.backbone_owner(n) == info.name]
             print(f"    backbones: {', '.join(sorted(mine))}")
         print(f"    hooks: {', '.join(info.hooks) or 'none'}")
+        for problem in info.problems:
+            print(f"    problem: {problem}")
+    if args.check:
+        for name, problem in broken:
+            print(f"gancore: plugin {name!r}: {problem}", file=sys.stderr)
+        return 1 if broken else 0
     return 0
 
 
@@ -426,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help="list installed plugins, their versions and hooks")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 if any plugin has a mistake seen without running it (a misspelt hook, ...)")
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("hooks", help="print the hook reference (markdown)")

@@ -1,7 +1,6 @@
 """The facade through which the core calls hooks: one method per hook, applying its combine rule."""
 
 import json
-import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
@@ -196,14 +195,10 @@ class Hooks:
                 continue
             _check_same_shape(plugin, hook, f"{source} images ({phase})", images, result)
             if images.requires_grad and not result.requires_grad:
-                if phase == "Dreg":
-                    _bad_result(plugin, hook, "returned images cut off from the graph in the Dreg phase; R1 is "
-                                              "taken through the transform, which must be differentiable")
-                warnings.warn(
-                    f"plugin {plugin!r}: gancore_augment returned {source} images cut off from the graph in "
-                    f"the {phase} phase, so no gradient flows back through D's score of them",
-                    stacklevel=2,
-                )
+                why = ("R1 is taken through the transform" if phase == "Dreg" else
+                       f"the {phase} phase's gradient flows back through D's score of them")
+                _bad_result(plugin, hook, f"returned {source} images cut off from the graph in the {phase} "
+                                          f"phase; {why}, so the transform must be differentiable")
             images = result
         return images
 
@@ -275,6 +270,19 @@ class Hooks:
                 )
             states[plugin] = state
         return states
+
+    def check_state_round_trip(self, run: Any) -> None:
+        """Save every plugin's state, give it back through JSON and save it again: a state that is
+        not JSON, or that ``gancore_load_state_dict`` does not restore, is a HookError naming the
+        plugin now (at set-up) instead of at the first checkpoint or, silently, on resume."""
+        saved = json.loads(json.dumps(self.state_dict(run)))
+        self.load_state_dict(run, saved)
+        again = json.loads(json.dumps(self.state_dict(run)))
+        for plugin in sorted(set(saved) | set(again)):
+            if saved.get(plugin) != again.get(plugin):
+                _bad_result(plugin, "gancore_load_state_dict",
+                            f"does not restore what gancore_state_dict saved: {saved.get(plugin)!r} came back "
+                            f"as {again.get(plugin)!r}")
 
     def load_state_dict(self, run: Any, states: dict[str, Any]) -> None:
         """``gancore_load_state_dict``: each plugin gets its own namespace, if it saved one."""

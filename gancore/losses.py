@@ -26,9 +26,9 @@ LOSSES = ("nonsaturating", "hinge", "wasserstein")
 class LossTerm:
     """A named loss term a plugin adds to D's or G's loss.
 
-    ``value`` is a scalar tensor (or a per-sample tensor, which is averaged); it enters the
-    loss as ``weight * value`` and is reported in the stats under its name, prefixed with the
-    plugin's (``Loss/D/glead_real``).
+    ``value`` is one number, a 0-d tensor (reduce a per-sample loss yourself: ``.mean()``, or a
+    weighted mean); it enters the loss as ``weight * value``. The stats report ``value`` itself,
+    unweighted, under the term's name prefixed with the plugin's (``Loss/D/glead_real``).
     """
 
     name: str
@@ -40,11 +40,16 @@ class LossTerm:
             raise TypeError(f"LossTerm {self.name!r}: value must be a tensor, got {type(self.value).__name__}")
         if not self.name or "/" in self.name:
             raise ValueError(f"LossTerm name must be non-empty and contain no '/', got {self.name!r}")
+        if self.value.ndim != 0:
+            raise ValueError(
+                f"LossTerm {self.name!r}: value must be one number (a 0-d tensor), got shape "
+                f"{list(self.value.shape)}; reduce it yourself (.mean(), or a weighted mean)"
+            )
 
     @property
     def scalar(self) -> Tensor:
-        """The term's value reduced to a scalar (mean over any remaining axes)."""
-        return self.value if self.value.ndim == 0 else self.value.mean()
+        """The term's value (a 0-d tensor)."""
+        return self.value
 
     @property
     def weighted(self) -> Tensor:

@@ -20,6 +20,7 @@ __all__ = [
     "PluginInfo",
     "PluginManager",
     "UnknownPluginError",
+    "hook_problems",
     "register_local_plugin",
     "unregister_local_plugin",
 ]
@@ -45,6 +46,8 @@ class PluginInfo:
     description: str
     hooks: tuple[str, ...]
     source: str  # "entry point" or "local"
+    #: What :func:`hook_problems` finds (empty: nothing).
+    problems: tuple[str, ...] = ()
 
 
 # Plugins registered in-process (tests, notebooks): name -> class or instance.
@@ -84,6 +87,53 @@ def _hook_names(obj: Any) -> tuple[str, ...]:
             if callable(member) and hasattr(member, "gancore_impl"):
                 names.append(attr_name)
     return tuple(sorted(names))
+
+
+def _registration_problems(plugin: Any) -> list[str]:
+    """Hook implementations that cannot be registered: wrappers, and arguments their spec lacks."""
+    problems = []
+    for hook in _hook_names(plugin):
+        member = getattr(plugin, hook)
+        options = getattr(member, "gancore_impl", {})
+        if options.get("wrapper") or options.get("hookwrapper"):
+            problems.append(
+                f"hook {hook} is declared as a wrapper; gancore calls every implementation itself to "
+                "apply the combine rules, so wrappers are not supported"
+            )
+        spec = getattr(hookspecs, hook, None)
+        if spec is None:
+            continue
+        allowed = list(inspect.signature(spec).parameters)
+        asked = list(inspect.signature(member).parameters)
+        if inspect.isclass(plugin):  # a class's functions take self first
+            asked = asked[1:]
+        extra = [arg for arg in asked if arg not in allowed]
+        if extra:
+            problems.append(f"hook {hook} takes arguments ({', '.join(allowed)}), but the implementation "
+                            f"asks for {', '.join(extra)}")
+    return problems
+
+
+def hook_problems(plugin: Any) -> list[str]:
+    """Every mistake in a plugin's hook implementations that can be seen without running them, one
+    line each (empty: none): unknown hook names (with the closest known one), wrappers, arguments
+    the spec lacks, and a state saved but not loaded (or loaded but never saved). ``plugin`` is a
+    plugin class or instance."""
+    names = _hook_names(plugin)
+    problems = _registration_problems(plugin)
+    known = [n for n in dir(hookspecs) if n.startswith("gancore_")]
+    for hook in names:
+        if hook not in known:
+            close = difflib.get_close_matches(hook, known, n=1)
+            problems.append(f"implements unknown hook {hook}" + (f" (did you mean {close[0]}?)" if close else ""))
+    saves, loads = "gancore_state_dict" in names, "gancore_load_state_dict" in names
+    if saves and not loads:
+        problems.append("implements gancore_state_dict but not gancore_load_state_dict: its state would be "
+                        "saved in every checkpoint and lost on resume")
+    if loads and not saves:
+        problems.append("implements gancore_load_state_dict but not gancore_state_dict: it would never be "
+                        "given a state to load")
+    return problems
 
 
 class PluginManager:
@@ -208,6 +258,7 @@ class PluginManager:
                     description=doc.splitlines()[0] if doc else "",
                     hooks=_hook_names(plugin),
                     source="local" if ep is None else "entry point",
+                    problems=tuple(hook_problems(plugin)),
                 )
             )
         return infos
@@ -253,24 +304,9 @@ class PluginManager:
             raise PluginError(f"plugin {name!r} failed to initialise: {type(exc).__name__}: {exc}") from exc
 
     def _register(self, name: str, instance: Any) -> None:
-        for hook in _hook_names(instance):
-            options = getattr(getattr(instance, hook), "gancore_impl", {})
-            if options.get("wrapper") or options.get("hookwrapper"):
-                raise PluginError(
-                    f"plugin {name!r}: hook {hook} is declared as a wrapper; gancore calls every "
-                    "implementation itself to apply the combine rules, so wrappers are not supported"
-                )
-            spec = getattr(hookspecs, hook, None)
-            if spec is None:
-                continue  # an unknown hook: check_pending() reports it
-            allowed = list(inspect.signature(spec).parameters)
-            asked = list(inspect.signature(getattr(instance, hook)).parameters)
-            extra = [arg for arg in asked if arg not in allowed]
-            if extra:
-                raise PluginError(
-                    f"plugin {name!r}: hook {hook} takes arguments ({', '.join(allowed)}), "
-                    f"but the implementation asks for {', '.join(extra)}"
-                )
+        problems = _registration_problems(instance)  # the rest (unknown hooks, ...): check_pending()
+        if problems:
+            raise PluginError(f"plugin {name!r}: {problems[0]}")
         try:
             self.pm.register(instance, name=name)
         except pluggy.PluginValidationError as exc:
@@ -299,14 +335,12 @@ class PluginManager:
         return [instance for _, instance in instances]
 
     def check_pending(self) -> None:
-        """Raise a PluginError for hook implementations that match no spec (typos)."""
+        """Raise a PluginError for the first of :func:`hook_problems` of any registered plugin
+        (a misspelt hook, a state saved but not loaded, ...)."""
         for name, plugin in self.pm.list_name_plugin():
-            for attr_name in _hook_names(plugin):
-                if not hasattr(self.pm.hook, attr_name) or not getattr(self.pm.hook, attr_name).has_spec():
-                    known = [n for n in dir(hookspecs) if n.startswith("gancore_")]
-                    close = difflib.get_close_matches(attr_name, known, n=1)
-                    hint = f" (did you mean {close[0]}?)" if close else ""
-                    raise PluginError(f"plugin {name!r} implements unknown hook {attr_name}{hint}")
+            problems = hook_problems(plugin)
+            if problems:
+                raise PluginError(f"plugin {name!r}: {problems[0]}")
         self.pm.check_pending()
 
     def check_requirements(self, backbone: BackboneSpec) -> None:

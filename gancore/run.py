@@ -185,6 +185,7 @@ class Run:
         run.G = backbone.generator_class(backbone_config).to(device)
         run.D = backbone.discriminator_class(backbone_config).to(device)
         run.hooks.setup(run)
+        run.hooks.check_state_round_trip(run)
         run.G.to(device)
         run.D.to(device)
         run.G_ema = copy.deepcopy(run.G).eval().requires_grad_(False)

@@ -1,11 +1,12 @@
 """The plugin manager: discovery, instantiation, checks, and errors that name the culprit."""
 
+import json
 import textwrap
 
 import attrs
 import pytest
 
-from gancore import hookimpl
+from gancore import LossTerm, hookimpl
 from gancore.api import load_config
 from gancore.backbone import BackboneSpec
 from gancore.config import ConfigError
@@ -114,7 +115,7 @@ def test_check_pending_catches_hook_typos(register_plugin, tiny_config):
             pass
 
     register_plugin(Typo)
-    with pytest.raises(PluginError, match="plugin 'typo' implements unknown hook gancore_d_los "
+    with pytest.raises(PluginError, match="plugin 'typo': implements unknown hook gancore_d_los "
                                           r"\(did you mean gancore_d_loss\?\)"):
         Run.build(tiny_config("mlp", ["typo"]))
 
@@ -241,7 +242,11 @@ def test_state_that_json_cannot_give_back_is_refused(register_plugin, tiny_confi
         def gancore_state_dict(self):
             return {"pair": (1, 2)}
 
-    class Tensor:
+        @hookimpl
+        def gancore_load_state_dict(self, state):
+            pass
+
+    class Tensor(Tuple):
         name = "tensors"
 
         @hookimpl
@@ -250,11 +255,12 @@ def test_state_that_json_cannot_give_back_is_refused(register_plugin, tiny_confi
 
     register_plugin(Tuple)
     register_plugin(Tensor)
+    # Refused when the run is built (the state round-trips once at set-up), not at the first checkpoint.
     with pytest.raises(HookError, match="plugin 'tuples' failed: ValueError: returned a state that JSON does not"):
-        Run.build(tiny_config("mlp", ["tuples"], steps=1), out_dir=tmp_path / "a").train()
+        Run.build(tiny_config("mlp", ["tuples"], steps=1), out_dir=tmp_path / "a")
     with pytest.raises(HookError, match="plugin 'tensors' failed: ValueError: returned a state that is not JSON"):
-        Run.build(tiny_config("mlp", ["tensors"], steps=1), out_dir=tmp_path / "b").train()
-    assert not (tmp_path / "b" / "checkpoints").exists()  # the state is checked before anything is written
+        Run.build(tiny_config("mlp", ["tensors"], steps=1), out_dir=tmp_path / "b")
+    assert not (tmp_path / "b").exists()  # nothing is written
 
 
 def test_backbone_provider_in_the_list_does_not_hide_other_problems():
@@ -264,3 +270,107 @@ def test_backbone_provider_in_the_list_does_not_hide_other_problems():
     assert any(p.startswith("plugins.dcgan: plugin 'dcgan' provides backbones and is always loaded") for p in problems)
     assert any(p.startswith("plugins.zzz: plugin 'zzz' is not installed") for p in problems)
     assert "train.batch: must be > 0, got 0" in problems
+
+
+# -- a plugin's mistakes, caught before it trains -----------------------------------------------
+
+
+class _Misspelt:
+    """Implements a hook that does not exist."""
+
+    name = "misspelt"
+
+    @hookimpl
+    def gancore_step_strat(self, run):
+        pass
+
+
+class _SavesOnly:
+    """Saves a state it cannot load."""
+
+    name = "saves_only"
+
+    @hookimpl
+    def gancore_state_dict(self):
+        return {"seen": 1}
+
+
+class _Forgetful:
+    """Saves a counter but loads nothing back."""
+
+    name = "forgetful"
+
+    def __init__(self):
+        self.count = 3
+
+    @hookimpl
+    def gancore_state_dict(self):
+        self.count += 1
+        return {"count": self.count}
+
+    @hookimpl
+    def gancore_load_state_dict(self, state):
+        pass
+
+
+def test_gancore_plugins_lists_a_misspelt_hook_and_check_fails(register_plugin, capsys):
+    from gancore.cli import main
+
+    assert main(["plugins", "--check"]) == 0  # the bundled plugins have no mistakes
+    register_plugin(_Misspelt)
+    register_plugin(_SavesOnly)
+    capsys.readouterr()
+    assert main(["plugins"]) == 0  # listing is not checking
+    out = capsys.readouterr().out
+    assert "    problem: implements unknown hook gancore_step_strat (did you mean gancore_step_start?)" in out
+    assert main(["plugins", "--check"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "gancore: plugin 'misspelt': implements unknown hook gancore_step_strat (did you mean gancore_step_start?)" in err
+    assert any(line.startswith("gancore: plugin 'saves_only': implements gancore_state_dict but not "
+                               "gancore_load_state_dict") for line in err)
+    assert main(["plugins", "--json"]) == 0
+    listed = {info["name"]: info for info in json.loads(capsys.readouterr().out)}
+    assert listed["misspelt"]["problems"] and not listed["topk"]["problems"]
+
+
+def test_a_state_saved_but_never_loaded_is_refused_before_training(register_plugin, tiny_config, tmp_path):
+    register_plugin(_SavesOnly)
+    with pytest.raises(PluginError, match="plugin 'saves_only': implements gancore_state_dict but not "
+                                          "gancore_load_state_dict: its state would be saved in every checkpoint "
+                                          "and lost on resume"):
+        Run.build(tiny_config("mlp", ["saves_only"]), out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_state_that_loading_does_not_restore_is_refused_at_set_up(register_plugin, tiny_config):
+    from gancore.plugins import HookError
+
+    register_plugin(_Forgetful)
+    with pytest.raises(HookError, match="hook gancore_load_state_dict of plugin 'forgetful' failed: ValueError: "
+                                        "does not restore what gancore_state_dict saved: {'count': 4} came back as "
+                                        "{'count': 5}"):
+        Run.build(tiny_config("mlp", ["forgetful"]))
+
+
+def test_a_loss_term_must_be_one_number(register_plugin, tiny_config):
+    import torch
+
+    from gancore.plugins import HookError
+
+    with pytest.raises(ValueError, match=r"LossTerm 'per_sample': value must be one number \(a 0-d tensor\), "
+                                         r"got shape \[8\]; reduce it yourself"):
+        LossTerm("per_sample", torch.ones(8))
+
+    class PerSample:
+        name = "per_sample"
+
+        @hookimpl
+        def gancore_g_loss(self, d_fake):
+            return LossTerm("raw", -d_fake)  # forgot the .mean()
+
+    register_plugin(PerSample)
+    run = Run.build(tiny_config("mlp", ["per_sample"], steps=1))
+    with pytest.raises(HookError, match="hook gancore_g_loss of plugin 'per_sample' failed: ValueError: LossTerm "
+                                        "'raw': value must be one number"):
+        run.trainer.step()
+    assert run.step == 0
