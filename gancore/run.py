@@ -4,6 +4,7 @@ import contextlib
 import copy
 import shlex
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,6 +30,10 @@ __all__ = ["Run", "resolve_device"]
 _GRID_SEED_OFFSET = 0x5EED
 #: Mixed into the run's seed for the device noise generator.
 _NOISE_SEED_TAG = 0x9015E
+#: Mixed into the run's seed, with the rank and the step, for torch's own generator under data parallelism.
+_RANK_STREAM_TAG = 0x5A4E
+#: Mixed into the run's seed, with the plugin's name, the rank and the step, for :meth:`Run.rng_for`.
+_PLUGIN_STREAM_TAG = 0x9106
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,6 +101,8 @@ class Run:
         self.rng = torch.Generator().manual_seed(config.train.seed)
         #: Per-sample noise drawn on the device (path length): see :meth:`randn`.
         self.noise_rng = torch.Generator(device).manual_seed(mix_seed(config.train.seed, _NOISE_SEED_TAG))
+        #: The generators of :meth:`rng_for`, by name.
+        self.plugin_rngs: dict[str, torch.Generator] = {}
         self.pl_mean = torch.zeros((), device=device)
         self.G: nn.Module
         self.D: nn.Module
@@ -393,6 +400,34 @@ class Run:
         generator's state is part of every checkpoint.
         """
         return self._per_sample(torch.randn, batch_size, shape, dtype)
+
+    def rng_for(self, name: str) -> torch.Generator:
+        """A generator of ``name``'s own (a plugin's name) on the run's device, for draws that are
+        not per sample of the batch (a random choice per step, a side network's noise).
+
+        It is seeded anew at the start of every step from the run's seed, ``name``, this process's
+        rank and the step: draws differ between plugins and between ranks, a run repeats them
+        exactly, and a resume goes on exactly without storing the generator. (Per-sample draws
+        belong in :meth:`randn` / :meth:`rand`, which do not depend on the number of processes.)
+        """
+        if name not in self.plugin_rngs or self.plugin_rngs[name].device != self.device:
+            self.plugin_rngs[name] = torch.Generator(self.device)
+            self.seed_plugin_rng(name)
+        return self.plugin_rngs[name]
+
+    def seed_plugin_rng(self, name: str) -> None:
+        """Seed :meth:`rng_for`'s generator ``name`` for the current step (where its step starts)."""
+        tag = zlib.crc32(name.encode("utf-8"))  # not hash(): that differs between processes
+        self.plugin_rngs[name].manual_seed(mix_seed(self.config.train.seed, _PLUGIN_STREAM_TAG, tag, rank(), self.step))
+
+    def seed_step_streams(self) -> None:
+        """Seed the streams that belong to a step and a rank: every :meth:`rng_for` generator and,
+        under data parallelism, torch's own generator (the networks' noise inputs, StyleGAN2's
+        mixing), from the run's seed, the rank and the step. Called at the start of every step."""
+        for name in self.plugin_rngs:
+            self.seed_plugin_rng(name)
+        if is_distributed():
+            torch.manual_seed(mix_seed(self.config.train.seed, _RANK_STREAM_TAG, rank(), self.step))
 
     def rand(self, batch_size: int, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
         """Uniform noise in [0, 1) ``[batch_size, *shape]``, drawn like :meth:`randn`."""

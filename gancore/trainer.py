@@ -53,12 +53,15 @@ class _RandomState:
     torch_cuda: Tensor | None
     run_rng: Tensor
     noise_rng: Tensor
+    plugin_rngs: dict[str, Tensor]
 
     @classmethod
     def capture(cls, run: "Run") -> "_RandomState":
-        """The current state of torch's generators, ``run.rng`` and the run's noise generator."""
+        """The current state of torch's generators, ``run.rng``, the run's noise generator and the
+        plugins' generators (:meth:`~gancore.run.Run.rng_for`)."""
         cuda = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
-        return cls(torch.get_rng_state(), cuda, run.rng.get_state(), run.noise_rng.get_state())
+        plugins = {name: generator.get_state() for name, generator in run.plugin_rngs.items()}
+        return cls(torch.get_rng_state(), cuda, run.rng.get_state(), run.noise_rng.get_state(), plugins)
 
     def restore(self, run: "Run") -> None:
         """Put every stream back where it stood."""
@@ -67,6 +70,11 @@ class _RandomState:
             torch.cuda.set_rng_state(self.torch_cuda, run.device)
         run.rng.set_state(self.run_rng)
         run.noise_rng.set_state(self.noise_rng)
+        for name in run.plugin_rngs:
+            if name in self.plugin_rngs:
+                run.plugin_rngs[name].set_state(self.plugin_rngs[name])
+            else:  # made since the capture: it stood at its step's start
+                run.seed_plugin_rng(name)
 
 
 def graph_anchor(output: Tensor) -> Tensor:
@@ -147,6 +155,7 @@ class Trainer:
         train = run.config.train
         run.G.train()
         run.D.train()
+        run.seed_step_streams()
         run.hooks.step_start(run)
         stats: dict[str, float] = {}
         real, c_real = self.real_batch()
