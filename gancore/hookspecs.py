@@ -214,12 +214,15 @@ def gancore_augment(
       respect to the images *before* this transform (as in NVIDIA's loss with ADA), so the
       transform must be differentiable here too;
     - ``"Gmain"``: the fakes, attached to G's graph: G learns through the transform, so it must
-      be differentiable (a transform that detaches cuts G off from D's score of the fakes, with a
-      warning). Under gradient accumulation with a sample-weighting plugin (top-k) it is also
-      called once per micro-batch in a scoring pass without gradients; the random numbers it
-      draws there (from torch's generators, ``run.rng`` or ``run.noise_rng``) are replayed
-      exactly when the micro-batch is trained, so its draws must not depend on whether gradients
-      are enabled, and a stateful plugin sees each Gmain batch twice.
+      be differentiable. Under gradient accumulation with a sample-weighting plugin (top-k) it is
+      also called once per micro-batch in a scoring pass without gradients; the random numbers
+      it draws there (from torch's generators, ``run.rng``, ``run.randn`` / ``run.rand`` or
+      ``run.rng_for(name)``) are replayed exactly when the micro-batch is trained, so its draws
+      must not depend on whether gradients are enabled, and a stateful plugin sees each Gmain
+      batch twice.
+
+    Draw per-sample randomness with ``run.rand`` / ``run.randn`` (the same for any number of
+    processes, different on every rank's rows).
 
     The loss hooks then see D's scores of the transformed images, as ``real`` / ``fake``, and the
     images before it as ``real_unaugmented`` / ``fake_unaugmented``; ``gancore_sample_weights``
@@ -233,7 +236,8 @@ def gancore_augment(
     :returns: the images D will score, of the same shape, or None to leave them unchanged.
 
     Combine rule: applied in plugin list order, each implementation receiving the images the one
-    before returned. A result of another shape is an error naming the plugin and both shapes.
+    before returned. A result of another shape is an error naming the plugin and both shapes, and
+    so is a result cut off from the graph when the images were attached to it (in any phase).
 
     Used by: gancore-augment (ADA, DiffAugment), consistency regularisation.
     """
@@ -281,7 +285,8 @@ def gancore_d_loss(
     :returns: a LossTerm, a list of them, or None.
 
     Combine rule: all terms are summed (``weight * value``) into D's loss; each is reported in
-    the stats as ``Loss/D/<plugin>_<term>``. Order does not matter.
+    the stats as ``Loss/D/<plugin>_<term>``, unweighted (its ``value``). Order does not matter. A
+    term's value must be one number (a 0-d tensor): reduce a per-sample loss yourself.
 
     Used by: GLeaD reconstruction.
     """
@@ -313,8 +318,8 @@ def gancore_d_reg_loss(
         set: R1 is D's gradient with respect to it.
     :returns: a LossTerm, a list of them, or None.
 
-    Combine rule: all terms are summed into the Dreg loss and reported as
-    ``Loss/Dreg/<plugin>_<term>``. Order does not matter.
+    Combine rule: all terms are summed (``weight * value``) into the Dreg loss and reported,
+    unweighted, as ``Loss/Dreg/<plugin>_<term>``. Order does not matter.
 
     Used by: GLeaD (its real term in the R1 phase).
     """
@@ -374,7 +379,8 @@ def gancore_g_loss(
     :param fake_unaugmented: G's output before ``gancore_augment``, attached.
     :returns: a LossTerm, a list of them, or None.
 
-    Combine rule: all terms are summed into G's loss and reported as ``Loss/G/<plugin>_<term>``.
+    Combine rule: all terms are summed (``weight * value``) into G's loss and reported,
+    unweighted, as ``Loss/G/<plugin>_<term>``.
     They are not multiplied by sample weights. Order does not matter.
 
     Used by: EqGAN-SA alignment.
@@ -408,7 +414,8 @@ def gancore_teacher_loss(
     :param fake_unaugmented: G's output before ``gancore_augment``, attached.
     :returns: a LossTerm, a list of them, or None.
 
-    Combine rule: all terms are summed into G's loss and reported as ``Loss/G/<plugin>_<term>``.
+    Combine rule: all terms are summed (``weight * value``) into G's loss and reported,
+    unweighted, as ``Loss/G/<plugin>_<term>``.
     Order does not matter.
 
     Used by: DGL.
@@ -436,7 +443,11 @@ def gancore_step_end(run: "Run", stats: "dict[str, float]") -> None:
 def gancore_state_dict(run: "Run") -> "dict[str, Any] | None":
     """Return the plugin's training state for a checkpoint.
 
-    Called whenever a checkpoint is written.
+    Called whenever a checkpoint is written (by rank 0 alone under data parallelism: keep the
+    state the same on every rank, e.g. with ``gancore.distributed.all_reduce_mean``), and once
+    at set-up, when the state goes through JSON and ``gancore_load_state_dict`` and is saved
+    again: a state that is not JSON or does not come back the same is an error naming the
+    plugin before training starts. A plugin implements both hooks or neither.
 
     :param run: the running training session.
     :returns: a JSON-serialisable dict (or None for no state).
@@ -469,7 +480,8 @@ def gancore_load_state_dict(run: "Run", state: "dict[str, Any]") -> None:
     """Restore the plugin's training state from a checkpoint.
 
     Called when a run resumes, after ``gancore_setup`` and after the networks' weights are
-    loaded; only for plugins that saved a state.
+    loaded, on every rank (each gets rank 0's state); only for plugins that saved a state. Also
+    called once at set-up with the state ``gancore_state_dict`` just returned (a round-trip check).
 
     :param run: the run being resumed.
     :param state: exactly the dict this plugin's ``gancore_state_dict`` returned.
