@@ -1,21 +1,46 @@
 """Evaluation of a run's G_ema: the data set's own metrics, FID/KID/precision-recall, and the best checkpoint."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from gancore.data import Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gancore.metrics.evaluate import Evaluation
-    from gancore.run import Run
+    import torch
 
-__all__ = ["evaluate", "keep_best", "measure"]
+    from gancore.backbone import DataInfo
+    from gancore.config import RunConfig
+    from gancore.metrics.evaluate import Evaluation
+
+__all__ = ["EvaluatedRun", "evaluate", "keep_best", "measure"]
+
+
+class EvaluatedRun(Protocol):
+    """What evaluation uses of a run (a :class:`gancore.Run` has all of it)."""
+
+    config: "RunConfig"
+    dataset: Dataset | None
+    data_info: "DataInfo"
+    device: "torch.device"
+    out_dir: Path | None
+    #: Anything with ``feature_extractor(name, device)`` (the run's plugin manager).
+    manager: Any
+    extractor: "tuple[str, torch.nn.Module] | None"
+    metrics: dict[str, float]
+    metrics_protocol: dict[str, Any]
+    best_fid: float | None
+
+    def sample(self, n: int, seed: int = 0) -> "torch.Tensor":
+        """``n`` samples of G_ema from the latents of ``seed``."""
+
+    def save_checkpoint(self, name: str | None = None) -> Path:
+        """Write a checkpoint (``name``: ``best``)."""
 
 #: Offset of the seed of the evaluation latents from the run's seed.
 EVAL_SEED_OFFSET = 0xE7A1
 
 
-def evaluate(run: "Run") -> dict[str, float]:
+def evaluate(run: EvaluatedRun) -> dict[str, float]:
     """Measure ``train.eval_samples`` samples of G_ema: the data set's own metrics (if any) and
     ``train.metrics`` (FID, KID, precision/recall with ``train.metrics_extractor``).
 
@@ -38,7 +63,7 @@ def evaluate(run: "Run") -> dict[str, float]:
 
 
 def measure(
-    run: "Run",
+    run: EvaluatedRun,
     metrics: Sequence[str],
     n: int,
     seed: int = 0,
@@ -67,7 +92,7 @@ def measure(
     )
 
 
-def keep_best(run: "Run") -> None:
+def keep_best(run: EvaluatedRun) -> None:
     """Save ``checkpoints/best`` when the newest FID is the lowest so far."""
     fid = run.metrics.get("Metrics/fid")
     if fid is None or (run.best_fid is not None and fid >= run.best_fid):

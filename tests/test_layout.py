@@ -137,3 +137,41 @@ def test_no_module_of_gancore_imports_itself_back_at_run_time():
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_evaluation_works_on_what_it_declares_it_uses(tmp_path):
+    """gancore/evaluation.py names what it uses of a run (EvaluatedRun); a stand-in with just that will do."""
+    import torch
+
+    from gancore.data import build_dataset
+    from gancore.evaluation import EvaluatedRun, evaluate, keep_best
+    from gancore.testing import make_tiny_config
+    from gancore.api import load_config
+
+    assert "gancore.run" not in _imports("evaluation")
+    config = load_config(make_tiny_config("mlp", eval_samples=200))
+    saved: list[str | None] = []
+
+    class StandIn:
+        def __init__(self):
+            self.config, self.dataset = config, build_dataset(config.data)
+            self.data_info, self.device, self.out_dir = self.dataset.info, torch.device("cpu"), tmp_path
+            self.manager, self.extractor, self.best_fid = None, None, None
+            self.metrics: dict = {}
+            self.metrics_protocol: dict = {}
+
+        def sample(self, n, seed=0):
+            return self.dataset.get(torch.arange(n) % len(self.dataset))[0]  # a perfect generator
+
+        def save_checkpoint(self, name=None):
+            saved.append(name)
+            return tmp_path / str(name)
+
+    run: EvaluatedRun = StandIn()
+    results = evaluate(run)
+    assert results["Metrics/modes_covered"] == 25 and run.metrics == results
+    run.metrics["Metrics/fid"] = 3.0
+    keep_best(run)
+    run.metrics["Metrics/fid"] = 4.0
+    keep_best(run)
+    assert saved == ["best"] and run.best_fid == 3.0
