@@ -1,4 +1,4 @@
-"""The ``gancore`` command line: train, resume, sample, eval, export, push, import, info, plugins, hooks."""
+"""The ``gancore`` command line: train, resume, sample, eval, export, push, import, compare, info, plugins, hooks."""
 
 import argparse
 import json
@@ -247,6 +247,31 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Train variants of a run over the same seeds and report whether they differ beyond noise."""
+    from gancore.compare import compare
+
+    seeds = int(args.seeds) if args.seeds.isdigit() else [int(s) for s in args.seeds.split(",") if s.strip()]
+    out = Path(args.out) if args.out else Path("compare") / Path(args.configs[0]).stem
+    try:
+        report = compare(args.configs, vary=args.vary, seeds=seeds, out=out, jobs=args.jobs,
+                         curve_every=args.curve_every)
+    except ValueError as exc:
+        return _fail(f"compare: {exc}", EXIT_USAGE)
+    except RuntimeError as exc:
+        return _fail(f"compare: {exc}; finished cells are kept, run the same command again to go on", 1)
+    except KeyboardInterrupt:
+        return _fail("compare: interrupted; the running cells wrote checkpoints; run the same command "
+                     "again to go on from them", 130)
+    print(f"report: {out / 'report.md'}")
+    for name, per_metric in report["differences"].items():
+        for metric, difference in per_metric.items():
+            low, high = difference["interval"]
+            print(f"  {name} vs {report['baseline']}: {metric} {difference['mean']:+.4g} "
+                  f"[{low:+.4g}, {high:+.4g}] -> {difference['reading']}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Build a run without training and describe it."""
     from gancore.api import load_config
@@ -422,6 +447,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="the checkpoint: a local file or an http(s) URL (downloaded once into the cache)")
     p.add_argument("out_dir", help="model folder to write (must not exist or be empty)")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("compare", help="train variants over the same seeds; is B better than A beyond noise?")
+    p.add_argument("configs", nargs="+", help="run files, one per variant (or one with --vary)")
+    p.add_argument("--vary", action="append", default=[], metavar="NAME='--set KEY=VALUE ...'",
+                   help="a variant of the one run file, which is a variant itself (repeatable)")
+    p.add_argument("--seeds", default="3", help="how many seeds (0, 1, ...) or a list, e.g. 0,1,2 (default 3)")
+    p.add_argument("--out", help="folder of the cells and the report (default compare/<first run file>)")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained at once (default 1)")
+    p.add_argument("--curve-every", type=float, metavar="KIMG", help="also evaluate every KIMG thousand images (curves)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("info", help="build a run without training; print config, plugins, parameter counts")
     p.add_argument("config", help="run file (TOML) or a run's config.json")

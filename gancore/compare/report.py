@@ -1,0 +1,183 @@
+"""The report of a comparison: per-variant figures over seeds, paired differences, curves and sample grids."""
+
+import json
+import math
+import statistics as stats
+from pathlib import Path
+from typing import Any, Sequence
+
+from gancore.compare.cells import Cell
+from gancore.compare.statistics import ALPHA, LOWER_IS_BETTER, paired_difference
+from gancore.files import write_json_atomically, write_text_atomically
+
+__all__ = ["collect", "write_report"]
+
+#: The variant the others are compared with, when one has this name (else the first variant).
+BASELINE = "baseline"
+RULE = (f"a variant reads *better* or *worse* than the baseline (the variant named {BASELINE!r}, else the first) on a metric when "
+        f"the paired t-test over seeds gives p < {ALPHA} and the {int((1 - ALPHA) * 100)}% bootstrap "
+        f"interval of the mean paired difference excludes zero; otherwise *within noise*. Lower is "
+        f"better for {', '.join(sorted(LOWER_IS_BETTER))}; higher for the rest.")
+
+
+def _stats_lines(folder: Path) -> list[dict[str, Any]]:
+    from gancore.stats import read_stats
+
+    path = folder / "stats.jsonl"
+    return read_stats(path) if path.is_file() else []
+
+
+def collect(cells: Sequence[Cell]) -> dict[str, Any]:
+    """Everything the report shows, read from the cells' folders: final metrics per seed, curves
+    (``Metrics/*`` lines of stats.jsonl by kimg), median step time and parameter counts."""
+    variants: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        entry = variants.setdefault(cell.variant.name, {"metrics": {}, "curves": {}, "step_time": [], "params": {}})
+        summary_path = cell.folder / "summary.json"
+        if not summary_path.is_file():
+            continue
+        summary = json.loads(summary_path.read_text())
+        for key, value in (summary.get("metrics") or {}).items():
+            entry["metrics"].setdefault(key.removeprefix("Metrics/"), {})[cell.seed] = value
+        entry["params"] = {k: v for k, v in (summary.get("params") or {}).items() if k in ("G", "D")}
+        lines = _stats_lines(cell.folder)
+        times = [line["sec_per_step"] for line in lines if math.isfinite(line.get("sec_per_step", math.nan))]
+        if times:
+            entry["step_time"].append(stats.median(times))
+        for line in lines:
+            for key, value in line.items():
+                if key.startswith("Metrics/"):
+                    curve = entry["curves"].setdefault(key.removeprefix("Metrics/"), {})
+                    curve.setdefault(cell.seed, []).append((line["kimg"], value))
+    return variants
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "n/a"
+    spread = stats.stdev(finite) if len(finite) > 1 else 0.0
+    return f"{stats.fmean(finite):.4g} ± {spread:.2g}"
+
+
+def write_report(out: Path, cells: Sequence[Cell], seeds: Sequence[int]) -> dict[str, Any]:
+    """Write ``report.json`` and ``report.md`` (and curves and grids where they can be drawn) into
+    ``out``; returns the JSON."""
+    out = Path(out)
+    collected = collect(cells)
+    names = list(dict.fromkeys(cell.variant.name for cell in cells))
+    if BASELINE in names:  # the reference of the paired differences goes first
+        names.remove(BASELINE)
+        names.insert(0, BASELINE)
+    baseline = names[0]
+    metrics = sorted({m for v in collected.values() for m in v["metrics"]})
+    differences: dict[str, dict[str, Any]] = {}
+    for name in names[1:]:
+        for metric in metrics:
+            base = collected[baseline]["metrics"].get(metric, {})
+            mine = collected[name]["metrics"].get(metric, {})
+            paired = [s for s in seeds if s in base and s in mine]
+            if len(paired) < 1:
+                continue
+            diff = paired_difference(metric, [base[s] for s in paired], [mine[s] for s in paired])
+            differences.setdefault(name, {})[metric] = {
+                "seeds": paired, "differences": list(diff.differences), "mean": diff.mean,
+                "interval": list(diff.interval), "p_value": diff.p_value, "reading": diff.reading,
+            }
+    pictures = _curves(out, collected, names) + _grids(out, cells, names)
+    report = {
+        "baseline": baseline, "variants": names, "seeds": list(seeds), "rule": RULE,
+        "metrics": {n: {m: {str(s): v for s, v in collected[n]["metrics"].get(m, {}).items()} for m in metrics}
+                    for n in names},
+        "differences": differences,
+        "step_time": {n: stats.median(collected[n]["step_time"]) if collected[n]["step_time"] else None for n in names},
+        "params": {n: collected[n]["params"] for n in names},
+        "pictures": [str(p.relative_to(out)) for p in pictures],
+    }
+    write_json_atomically(out / "report.json", report)
+    write_text_atomically(out / "report.md", _markdown(report, metrics))
+    return report
+
+
+def _markdown(report: dict[str, Any], metrics: list[str]) -> str:
+    names, seeds = report["variants"], report["seeds"]
+    lines = [f"# Comparison: {', '.join(names)}", "",
+             f"Seeds {', '.join(map(str, seeds))}, the same for every variant; baseline: {report['baseline']}.", ""]
+    lines += ["| variant | " + " | ".join(metrics) + " | s/step | params G / D |",
+              "|---|" + "---|" * (len(metrics) + 2)]
+    for name in names:
+        cells = []
+        for metric in metrics:
+            values = report["metrics"][name].get(metric, {})
+            per_seed = ", ".join(f"{values[str(s)]:.4g}" for s in seeds if str(s) in values)
+            cells.append(f"{_mean_std([values[str(s)] for s in seeds if str(s) in values])} ({per_seed})")
+        time = report["step_time"][name]
+        params = report["params"][name]
+        time_text = f"{time:.3g}" if time is not None else "n/a"
+        lines.append(f"| {name} | {' | '.join(cells)} | {time_text} | {params.get('G', 'n/a')} / {params.get('D', 'n/a')} |")
+    lines += ["", "Each cell: mean ± standard deviation over seeds (each seed's value).", ""]
+    if report["differences"]:
+        lines += ["## Paired differences (variant - baseline, seed by seed)", "",
+                  "| variant | metric | mean difference | 95% interval | p (paired t) | reading |", "|---|---|---|---|---|---|"]
+        for name, per_metric in report["differences"].items():
+            for metric, d in per_metric.items():
+                low, high = d["interval"]
+                lines.append(f"| {name} | {metric} | {d['mean']:+.4g} | [{low:+.4g}, {high:+.4g}] | "
+                             f"{d['p_value']:.3g} | {d['reading']} |")
+        lines += ["", f"Rule: {report['rule']}", ""]
+    for picture in report["pictures"]:
+        lines += [f"![{Path(picture).stem}]({picture})", ""]
+    return "\n".join(lines)
+
+
+def _curves(out: Path, collected: dict[str, Any], names: list[str]) -> list[Path]:
+    """One PNG per metric: its value against kimg, the mean over seeds with a ± one-std band."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []  # curves need matplotlib (pip install matplotlib); the tables do not
+    made = []
+    for metric in sorted({m for n in names for m in collected[n]["curves"]}):
+        figure, axis = plt.subplots(figsize=(6, 4))
+        for name in names:
+            per_seed = collected[name]["curves"].get(metric, {})
+            if not per_seed:
+                continue
+            points = sorted({kimg for curve in per_seed.values() for kimg, _ in curve})
+            rows = [[dict(curve).get(kimg) for curve in per_seed.values()] for kimg in points]
+            kept = [(k, [v for v in row if v is not None and math.isfinite(v)]) for k, row in zip(points, rows)]
+            kept = [(k, v) for k, v in kept if v]
+            mean = [stats.fmean(v) for _, v in kept]
+            spread = [stats.stdev(v) if len(v) > 1 else 0.0 for _, v in kept]
+            (line,) = axis.plot([k for k, _ in kept], mean, label=name)
+            axis.fill_between([k for k, _ in kept], [m - s for m, s in zip(mean, spread)],
+                              [m + s for m, s in zip(mean, spread)], alpha=0.2, color=line.get_color())
+        axis.set_xlabel("kimg")
+        axis.set_ylabel(metric)
+        axis.legend()
+        path = out / f"curve-{metric}.png"
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        made.append(path)
+    return made
+
+
+def _grids(out: Path, cells: Sequence[Cell], names: list[str]) -> list[Path]:
+    """Samples of each variant's first-seed G_ema from the same latents (seed 0)."""
+    from gancore.checkpoint import latest_checkpoint
+    from gancore.run import Run
+    from gancore.samples import save_samples
+
+    made = []
+    for name in names:
+        cell = next((c for c in cells if c.variant.name == name and latest_checkpoint(c.folder) is not None), None)
+        if cell is None:
+            continue
+        run = Run.for_sampling(cell.folder)
+        count = 64 if run.data_info.is_image else 2000
+        made.append(save_samples(out / "samples" / f"{name}.png", run.sample(count, seed=0)))
+    return made
