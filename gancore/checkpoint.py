@@ -167,8 +167,12 @@ def optimizer_meta_problem(optimizer: torch.optim.Optimizer, meta: Any) -> str |
         wrong = sorted(k for k, v in saved.items() if k in live and k != "params" and not _same_kind(v, live[k]))
         if wrong:
             return f"param_groups[{index}]: {', '.join(wrong)} of the wrong type"
-    if not isinstance(meta.get("scalars", {}), dict):
-        return "scalars: expected a table"
+    scalars = meta.get("scalars", {})
+    if not isinstance(scalars, dict) or not all(
+        str(k).isdigit() and isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values())
+        for k, v in scalars.items()
+    ):
+        return "scalars: expected a table of {parameter index: {name: number}}"
     return None
 
 
@@ -269,7 +273,9 @@ def write_checkpoint(
         write()
     except OSError as exc:
         older = [c for c in list_checkpoints(root) if c != final]
-        if not (keep == 1 and name is None and exc.errno in _NO_SPACE and older):
+        freed = sum(f.stat().st_size for c in older for f in c.iterdir() if f.is_file())
+        fits = _checkpoint_bytes(modules, optimizers) <= shutil.disk_usage(root).free + freed
+        if not (keep == 1 and name is None and exc.errno in _NO_SPACE and older and fits):
             raise CheckpointWriteError(_write_failure(root, folder, exc, modules, optimizers)) from exc
         # keep_checkpoints = 1 in a quota that holds one checkpoint: the old one has to go first.
         warn(f"no room for {folder} beside {older[-1].name} (train.keep_checkpoints = 1): removing "
@@ -346,6 +352,8 @@ def find_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if (path / "state.json").is_file():
         return path
+    if path.is_dir() and (_STEP_DIR.match(path.name) or path.name == "best") and path.parent.name == "checkpoints":
+        return path  # a checkpoint folder without its state.json: reading it says so
     if not path.exists():
         raise CheckpointError(f"{path}: no such run or checkpoint folder")
     folders = step_folders(path / "checkpoints")
@@ -364,13 +372,11 @@ def step_folders(root: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def later_checkpoints(checkpoint: Path) -> list[Path]:
-    """The step folders of ``checkpoint``'s run that are newer than it (complete or damaged)."""
+def later_checkpoints(checkpoint: Path, step: int) -> list[Path]:
+    """The step folders of ``checkpoint``'s run newer than ``step`` (the checkpoint's own step, so
+    that ``best`` is judged by the step it holds), complete or damaged."""
     checkpoint = Path(checkpoint)
-    match = _STEP_DIR.match(checkpoint.name)
-    if match is None:
-        return []
-    return [f for f in step_folders(checkpoint.parent) if int(_STEP_DIR.match(f.name).group(1)) > int(match.group(1))]
+    return [f for f in step_folders(checkpoint.parent) if f != checkpoint and int(f.name.split("-", 1)[1]) > step]
 
 
 #: Keys every state.json holds.

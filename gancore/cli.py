@@ -61,10 +61,9 @@ def _build(run_class: Any, config: Any, source: str, **kwargs: Any) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a run from a config file."""
     from gancore.api import load_config
-    from gancore.checkpoint import latest_checkpoint
     from gancore.plugins import PluginManager
     from gancore.run import Run
-    from gancore.runfolder import RunLock, clear_run_files, is_restartable
+    from gancore.runfolder import RunLock, clear_run_files
 
     manager = PluginManager()
     overrides = [*args.set, *([f"train.steps={args.steps}"] if args.steps is not None else [])]
@@ -76,15 +75,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _fail(f"--out {out} is a file, not a folder", EXIT_USAGE)
     first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 owns the folder
     restart = first_rank and out.exists() and any(out.iterdir())
-    if restart and not is_restartable(out):
-        if latest_checkpoint(out) is not None:
-            return _fail(f"output folder {out} holds a run with checkpoints; go on with `gancore resume "
-                         f"{shlex.quote(str(out))}`, or choose another --out", EXIT_USAGE)
-        return _fail(f"output folder {out} is not empty and holds no run of gancore's; choose another --out",
-                     EXIT_USAGE)
+    refusal = _why_not_restart(out) if restart else None
+    if refusal:
+        return _fail(refusal, EXIT_USAGE)
     run = _build(Run, config, args.config, out_dir=out, manager=manager)
     if restart:
         run.lock = RunLock(out).acquire()  # refuses while another process trains there
+        refusal = _why_not_restart(out)  # again, holding the lock: a run may have finished meanwhile
+        if refusal:
+            run.lock.release()
+            return _fail(refusal, EXIT_USAGE)
         clear_run_files(out)
         print(f"gancore: {out} holds a run that wrote no checkpoint; starting it again there "
               "(its stats.jsonl and samples are replaced)", file=sys.stderr)
@@ -97,12 +97,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _why_not_restart(out: Path) -> str | None:
+    """Why ``gancore train --out OUT`` must not start a run in the non-empty folder OUT (None: it
+    holds a run that failed before its first checkpoint, which may be started again)."""
+    from gancore.checkpoint import step_folders
+    from gancore.runfolder import is_restartable
+
+    if is_restartable(out):
+        return None
+    if step_folders(out / "checkpoints"):
+        return (f"output folder {out} holds a run with checkpoints; go on with `gancore resume "
+                f"{shlex.quote(str(out))}`, or choose another --out")
+    return f"output folder {out} is not empty and holds no failed gancore run to start again; choose another --out"
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue a run from its newest checkpoint."""
     from gancore.run import Run
 
     first_rank = os.environ.get("RANK", "0") == "0"
-    confirm = None if args.yes or not sys.stdin.isatty() else _ask
+    confirm = None if args.yes else _ask if sys.stdin.isatty() else _no_terminal
     run = Run.resume(args.run_dir, steps=args.steps, overrides=args.set, from_previous=args.from_previous,
                      fork=args.fork, discard_later=args.discard_later, confirm=confirm)
     args.run_dir = str(run.out_dir or args.run_dir)  # a fork goes on elsewhere: what main() reports
@@ -112,6 +126,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if first_rank:
         print(_describe_results(run))
     return 0
+
+
+def _no_terminal(question: str) -> bool:
+    """Refuse a deletion that cannot be asked about (no terminal): ``--yes`` confirms it."""
+    from gancore.checkpoint import TimelineError
+
+    raise TimelineError(f"--discard-later would {question[0].lower()}{question[1:-1]}; there is no terminal to "
+                        "ask on, so give --yes to confirm")
 
 
 def _ask(question: str) -> bool:

@@ -1,5 +1,6 @@
 """The training loop: steps, logging, sample grids, checkpoints, evaluations and the run's summary."""
 
+import contextlib
 import signal
 import sys
 import time
@@ -14,7 +15,7 @@ from gancore.evaluation import keep_best
 from gancore.files import write_json_atomically
 from gancore.memory import TrainingOutOfMemory, is_out_of_memory
 from gancore.messages import warn
-from gancore.runfolder import RunLock, clear_run_files, remove_orphaned_temporaries
+from gancore.runfolder import LOCK_FILE, RunLock, clear_run_files, remove_orphaned_temporaries
 from gancore.signals import TrainingInterrupted, stop_on_signals
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +37,11 @@ def train(run: "Run", steps: int | None = None) -> "Run":
     """
     config = run.config.train
     total = config.steps if steps is None else steps
+    # Only a folder this call starts from nothing (absent, or holding no more than a lock file) is
+    # cleared if the run fails before its first step; a folder with anything else is left alone.
     existed = run.out_dir is not None and run.out_dir.exists()
+    fresh = run.out_dir is not None and (not existed or {c.name for c in run.out_dir.iterdir()} <= {LOCK_FILE})
+    run.fresh_folder = fresh
     lock = _take_folder(run) if run.out_dir is not None else None
     guard = DivergenceGuard(config.divergence_limit, config.divergence_steps) if config.divergence != "off" else None
     progress = _progress(total, run.step, enabled=config.progress and rank() == 0)
@@ -82,18 +87,19 @@ def train(run: "Run", steps: int | None = None) -> "Run":
                     if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
                         run.save_checkpoint()
                 progress.update(1)
-                if _stop_requested(stop.signum) and not last:
+                if _stop_requested(stop.signum, run.device) and not last:
                     if steps_since_log:
                         run.log.flush(done, run.kimg, (time.perf_counter() - started) / steps_since_log)
                     raise TrainingInterrupted(stop.signum or signal.SIGTERM, done, _checkpoint_now(run))
     except BaseException:
-        if lock is not None and _nothing_done(run):
+        if lock is not None and fresh and _nothing_done(run):
             lock.release()
             run.lock = None
             # Nothing in the folder is worth keeping, and it must not refuse the next `gancore train`.
             clear_run_files(run.out_dir, keep_lock=False)
             if not existed:
-                run.out_dir.rmdir()
+                with contextlib.suppress(OSError):  # a plugin's own file stays, and so does the folder
+                    run.out_dir.rmdir()
         raise
     finally:
         progress.close()
@@ -122,14 +128,14 @@ def _take_folder(run: "Run") -> RunLock | None:
     return lock
 
 
-def _stop_requested(signum: int | None) -> bool:
+def _stop_requested(signum: int | None, device: Any) -> bool:
     """Whether to stop now; under data parallelism every rank stops at the same step."""
     if not is_distributed():
         return signum is not None
     import torch
     import torch.distributed as dist
 
-    flag = torch.tensor([1.0 if signum is not None else 0.0])
+    flag = torch.tensor([1.0 if signum is not None else 0.0], device=device)  # NCCL reduces GPU tensors only
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
@@ -171,7 +177,7 @@ def _newest_checkpoint(run: "Run") -> str:
         return "the run has no folder, so no checkpoint exists"
     latest = latest_checkpoint(run.out_dir)
     if latest is None:
-        if _nothing_done(run):
+        if _nothing_done(run) and run.fresh_folder:
             return f"no step was logged and no checkpoint written, so nothing is kept in {run.out_dir}"
         every = run.config.train.checkpoint_every
         return (f"no checkpoint was written before it (train.checkpoint_every = {every}): {run.out_dir} keeps its "

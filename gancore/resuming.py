@@ -15,6 +15,7 @@ from gancore.stats import append_line, read_stats
 __all__ = [
     "HISTORY_FILE",
     "changed_settings",
+    "check_fork_target",
     "discard_later",
     "fixed_on_resume",
     "fork_run",
@@ -89,19 +90,15 @@ def fixed_on_resume(changes: Mapping[str, tuple[Any, Any]]) -> list[str]:
     return problems
 
 
-def timeline_problem(run_dir: Path, checkpoint: Path, later: list[Path]) -> str:
+def timeline_problem(run_dir: Path, checkpoint: Path, step: int, later: list[Path]) -> str:
     """The refusal to resume from ``checkpoint`` while ``later`` checkpoints exist, with the two ways on."""
     names = ", ".join(folder.name for folder in later)
     return (
         f"{run_dir} has checkpoints after {checkpoint.name} ({names}); going on from {checkpoint.name} "
         f"would write a second timeline into the same folder and stats.jsonl. Give --fork NEW_DIR to "
         f"go on from it in a new run folder, or --discard-later to delete the later checkpoints and "
-        f"the stats, samples and evaluations after step {_step_of(checkpoint)}"
+        f"the stats, samples and evaluations after step {step}"
     )
-
-
-def _step_of(checkpoint: Path) -> int:
-    return int(checkpoint.name.split("-", 1)[1])
 
 
 def record_history(run_dir: Path, step: int, event: str, details: Mapping[str, Any]) -> None:
@@ -113,6 +110,14 @@ def record_history(run_dir: Path, step: int, event: str, details: Mapping[str, A
     append_line(Path(run_dir) / HISTORY_FILE, json.dumps(entry) + "\n")
 
 
+def check_fork_target(new_dir: Path, source: Path) -> None:
+    """Refuse a ``--fork`` folder that exists and is not empty, or is the run folder itself."""
+    if new_dir.exists() and (not new_dir.is_dir() or any(new_dir.iterdir())):
+        raise ckpt.TimelineError(f"--fork {new_dir}: the folder exists and is not empty; give a new one")
+    if new_dir.resolve() == Path(source).resolve():
+        raise ckpt.TimelineError(f"--fork {new_dir}: that is the run folder itself; give a new one")
+
+
 def fork_run(checkpoint: Path, new_dir: Path, step: int) -> Path:
     """Start run folder ``new_dir`` from ``checkpoint``: the checkpoint, config.json, the stats
     lines, sample grids and config history up to ``step``; returns the checkpoint's copy.
@@ -122,13 +127,11 @@ def fork_run(checkpoint: Path, new_dir: Path, step: int) -> Path:
     """
     new_dir = Path(new_dir)
     source = checkpoint.parent.parent
-    if new_dir.exists() and (not new_dir.is_dir() or any(new_dir.iterdir())):
-        raise ckpt.TimelineError(f"--fork {new_dir}: the folder exists and is not empty; give a new one")
-    if new_dir.resolve() == source.resolve():
-        raise ckpt.TimelineError(f"--fork {new_dir}: that is the run folder itself; give a new one")
+    check_fork_target(new_dir, source)
+    name = f"step-{step:06d}"  # a fork from `best` starts with a step checkpoint too
 
     def fill(tmp: Path) -> None:
-        shutil.copytree(checkpoint, tmp / "checkpoints" / checkpoint.name)
+        shutil.copytree(checkpoint, tmp / "checkpoints" / name)
         if (source / "config.json").is_file():
             shutil.copy2(source / "config.json", tmp / "config.json")
         if (source / "stats.jsonl").is_file():
@@ -145,7 +148,7 @@ def fork_run(checkpoint: Path, new_dir: Path, step: int) -> Path:
         record_history(tmp, step, "fork", {"forked_from": str(checkpoint)})
 
     write_folder_atomically(new_dir, fill)
-    return new_dir / "checkpoints" / checkpoint.name
+    return new_dir / "checkpoints" / name
 
 
 def _is_ancestor(line: str, step: int) -> bool:
@@ -177,7 +180,7 @@ def discard_later(checkpoint: Path, step: int) -> list[str]:
     stats lines after it go when the checkpoint is loaded. Returns what was deleted, by name."""
     run_dir = checkpoint.parent.parent
     removed = []
-    for folder in ckpt.later_checkpoints(checkpoint):
+    for folder in ckpt.later_checkpoints(checkpoint, step):
         ckpt.remove_checkpoint(folder)
         removed.append(f"checkpoints/{folder.name}")
     best = run_dir / "checkpoints" / "best"

@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import os
 import shlex
 import sys
 import zlib
@@ -116,6 +117,9 @@ class Run:
         self.trainer = Trainer(self)
         #: The run folder's lock while this process writes to it (see :mod:`gancore.runfolder`).
         self.lock: RunLock | None = None
+        #: Whether training started the run folder from nothing (then a failure before the first
+        #: logged step or checkpoint clears it again).
+        self.fresh_folder = False
         self.last_stats: dict[str, float] = {}
         #: The newest evaluation (``Metrics/...``), empty until the first one.
         self.metrics: dict[str, float] = {}
@@ -192,7 +196,6 @@ class Run:
         run.G = backbone.generator_class(backbone_config).to(device)
         run.D = backbone.discriminator_class(backbone_config).to(device)
         run.hooks.setup(run)
-        run.hooks.check_state_round_trip(run)
         run.G.to(device)
         run.D.to(device)
         run.G_ema = copy.deepcopy(run.G).eval().requires_grad_(False)
@@ -208,6 +211,7 @@ class Run:
             run.D_main = torch.compile(run.D, backend=train.compile_backend)
         run.opt_G = lazy_adam(run.G.parameters(), train.g_lr, train.betas, train.g_reg_interval)
         run.opt_D = lazy_adam(run.D.parameters(), train.d_lr, train.betas, train.d_reg_interval)
+        run.hooks.check_state_round_trip(run)  # when the run is whole: a state may read G_ema or the optimizers
         return run
 
     @classmethod
@@ -245,7 +249,12 @@ class Run:
             raise ckpt.TimelineError("give --fork or --discard-later, not both")
         run_dir = ckpt.find_checkpoint(path).parent.parent
         manager = manager or PluginManager()
-        writer = rank() == 0  # rank 0 alone forks, discards and writes
+        # Rank 0 alone forks, discards and writes. Under torchrun the process group starts only in
+        # build(), so until then the environment says which rank this is.
+        writer = rank() == 0 and os.environ.get("RANK", "0") == "0"
+        fork_dir = Path(os.path.abspath(fork)) if fork is not None else None
+        if fork_dir is not None and writer:
+            resuming.check_fork_target(fork_dir, run_dir)
         # The lock first: a process training there would change what the newest checkpoint is.
         lock = RunLock(run_dir).acquire() if writer and fork is None else None
         checkpoint = run_dir
@@ -256,35 +265,34 @@ class Run:
                 if previous is None:
                     raise ckpt.TimelineError(f"{run_dir}: no intact checkpoint before {checkpoint.name}")
                 checkpoint = previous
-            later = ckpt.later_checkpoints(checkpoint)
-            if later and fork is None and not discard_later:
-                raise ckpt.TimelineError(resuming.timeline_problem(run_dir, checkpoint, later))
             state = ckpt.read_state(checkpoint)
+            later = ckpt.later_checkpoints(checkpoint, state["step"])
+            if later and fork is None and not discard_later:
+                raise ckpt.TimelineError(resuming.timeline_problem(run_dir, checkpoint, state["step"], later))
             before = _checked_state_config(state, checkpoint, manager)
             raw = copy.deepcopy(before)
             if steps is not None:
-                if steps < state["step"]:
-                    raise ConfigError("--steps", [
-                        f"train.steps: the run is at step {state['step']} already; give at least that many, "
-                        f"got {steps}"
-                    ])
                 raw["train"] = {**raw.get("train", {}), "steps": steps}
+            where = f"{checkpoint / 'state.json'} (--set)" if overrides else "--steps"
             if overrides:
-                raw = apply_overrides(raw, overrides, source=f"{checkpoint / 'state.json'} (--set)")
+                raw = apply_overrides(raw, overrides, source=where)
+            total = raw.get("train", {}).get("steps")
+            if isinstance(total, int) and total < state["step"]:
+                raise ConfigError(where, [
+                    f"train.steps: the run is at step {state['step']} already; give at least that many, got {total}"
+                ])
             changes = resuming.changed_settings(before, raw)
             problems = resuming.fixed_on_resume(changes)
             if problems:
-                raise ConfigError(f"{checkpoint / 'state.json'} (--set)", problems)
+                raise ConfigError(where, problems)
             if discard_later and later and writer and confirm is not None:
                 question = (f"delete {', '.join(f.name for f in later)} and everything {run_dir} logged "
                             f"after step {state['step']}?")
                 if not confirm(question):
                     raise ckpt.TimelineError(f"{run_dir}: nothing was deleted, and the run was not resumed")
-            if fork is not None and writer:
-                checkpoint = resuming.fork_run(checkpoint, Path(fork), state["step"])
-                run_dir = checkpoint.parent.parent
-                lock = RunLock(run_dir).acquire()
-            run = cls.build(raw, out_dir=run_dir, manager=manager, source=str(checkpoint / "state.json"), initialise=False)
+            # Built and loaded before anything is written: a bad --set or a damaged file forks nothing.
+            source = where if overrides else str(checkpoint / "state.json")
+            run = cls.build(raw, out_dir=fork_dir or run_dir, manager=manager, source=source, initialise=False)
             run.lock = lock
             plugin_changes = [key for key in changes if key.startswith("plugins.")]
             try:
@@ -292,12 +300,16 @@ class Run:
             except ckpt.CheckpointError as exc:
                 if not plugin_changes or "does not match the network" not in str(exc):
                     raise
-                raise ConfigError(f"{checkpoint / 'state.json'} (--set)", [
+                raise ConfigError(where, [
                     f"{key}: cannot change on resume: the checkpoint's networks were built without it ({exc})"
                     for key in plugin_changes
                 ]) from None
+            if fork_dir is not None and writer:
+                checkpoint = resuming.fork_run(checkpoint, fork_dir, state["step"])
+                lock = run.lock = RunLock(fork_dir).acquire()
             if writer:
-                run._record_resume(checkpoint, changes, resuming.discard_later(checkpoint, run.step) if discard_later else [])
+                discarded = resuming.discard_later(checkpoint, run.step) if discard_later else []
+                run._record_resume(checkpoint, changes, discarded)
         except ckpt.CheckpointError as exc:
             if lock is not None:
                 lock.release()
@@ -401,24 +413,30 @@ class Run:
         """
         return self._per_sample(torch.randn, batch_size, shape, dtype)
 
-    def rng_for(self, name: str) -> torch.Generator:
+    def rng_for(self, name: str, shared: bool = False) -> torch.Generator:
         """A generator of ``name``'s own (a plugin's name) on the run's device, for draws that are
-        not per sample of the batch (a random choice per step, a side network's noise).
+        not per sample of the batch (a side network's noise, a random choice per step).
 
-        It is seeded anew at the start of every step from the run's seed, ``name``, this process's
-        rank and the step: draws differ between plugins and between ranks, a run repeats them
-        exactly, and a resume goes on exactly without storing the generator. (Per-sample draws
-        belong in :meth:`randn` / :meth:`rand`, which do not depend on the number of processes.)
+        It is seeded anew at the start of every step from the run's seed, ``name``, the step and
+        (unless ``shared``) this process's rank: draws differ between plugins and between ranks,
+        a run repeats them exactly, and a resume goes on exactly without storing the generator.
+        A choice every rank must make alike (one that decides which parameters get gradients, so
+        that the ranks average the same ones) takes ``shared=True``: the same stream on every rank.
+        (Per-sample draws belong in :meth:`randn` / :meth:`rand`, the same on any number of processes.)
         """
-        if name not in self.plugin_rngs or self.plugin_rngs[name].device != self.device:
-            self.plugin_rngs[name] = torch.Generator(self.device)
-            self.seed_plugin_rng(name)
-        return self.plugin_rngs[name]
+        key = f"{name}#shared" if shared else name
+        if key not in self.plugin_rngs or self.plugin_rngs[key].device != self.device:
+            self.plugin_rngs[key] = torch.Generator(self.device)
+            self.seed_plugin_rng(key)
+        return self.plugin_rngs[key]
 
-    def seed_plugin_rng(self, name: str) -> None:
-        """Seed :meth:`rng_for`'s generator ``name`` for the current step (where its step starts)."""
+    def seed_plugin_rng(self, key: str) -> None:
+        """Seed :meth:`rng_for`'s generator ``key`` (a name, ``#shared`` after it for a shared one)
+        for the current step, where its step starts."""
+        name, _, shared = key.partition("#")
         tag = zlib.crc32(name.encode("utf-8"))  # not hash(): that differs between processes
-        self.plugin_rngs[name].manual_seed(mix_seed(self.config.train.seed, _PLUGIN_STREAM_TAG, tag, rank(), self.step))
+        where = 0 if shared else rank() + 1
+        self.plugin_rngs[key].manual_seed(mix_seed(self.config.train.seed, _PLUGIN_STREAM_TAG, tag, where, self.step))
 
     def seed_step_streams(self) -> None:
         """Seed the streams that belong to a step and a rank: every :meth:`rng_for` generator and,

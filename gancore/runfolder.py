@@ -159,16 +159,29 @@ def remove_orphaned_temporaries(checkpoints: Path) -> list[Path]:
 
 
 def is_restartable(folder: Path) -> bool:
-    """Whether ``folder`` holds only what a run that wrote no checkpoint left (it failed, diverged or
-    ran out of memory before its first checkpoint): ``gancore train`` may start it again there."""
+    """Whether ``folder`` holds only what a gancore run that failed before its first checkpoint
+    left (it diverged, ran out of memory or met a damaged image): a config.json that gancore
+    wrote, and nothing but stats, sample grids, TensorBoard events, the lock and temporary
+    checkpoint folders; no summary (a finished run), no checkpoint, nothing else. ``gancore train``
+    may start such a run again in the same folder."""
     from gancore.checkpoint import step_folders
 
     folder = Path(folder)
-    if not folder.is_dir():
+    if not (folder / "config.json").is_file() or (folder / "summary.json").exists():
         return False
-    entries = [child.name for child in folder.iterdir()]
-    return all(name in RUN_ENTRIES for name in entries) and not step_folders(folder / "checkpoints") \
-        and not (folder / "checkpoints" / "best").exists()
+    try:
+        written_by_gancore = "version" in json.loads((folder / "config.json").read_text()).get("gancore", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    checkpoints = folder / "checkpoints"
+    samples = folder / "samples"
+    return (
+        written_by_gancore
+        and all(child.name in RUN_ENTRIES for child in folder.iterdir())
+        and not step_folders(checkpoints)
+        and all(_TEMPORARY.match(child.name) for child in (checkpoints.iterdir() if checkpoints.is_dir() else ()))
+        and all(re.match(r"^step-\d+\.\w+$", child.name) for child in (samples.iterdir() if samples.is_dir() else ()))
+    )
 
 
 def clear_run_files(folder: Path, keep_lock: bool = True) -> None:

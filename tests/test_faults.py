@@ -259,7 +259,7 @@ def test_a_damaged_newest_checkpoint_names_the_file_and_the_way_back(tmp_path, c
     # Going back without saying what becomes of the damaged checkpoint would mix two timelines.
     assert main(["resume", str(run_dir), "--steps", "6", "--from-previous"]) == 2
     assert "has checkpoints after step-000002 (step-000004)" in capsys.readouterr().err
-    assert main(["resume", str(run_dir), "--steps", "6", "--from-previous", "--discard-later"]) == 0
+    assert main(["resume", str(run_dir), "--steps", "6", "--from-previous", "--discard-later", "--yes"]) == 0
     err = capsys.readouterr().err
     assert "deleted what" in err and "checkpoints/step-000004" in err and "resuming at step 2 of 6" in err
     assert ckpt.read_state(ckpt.latest_checkpoint(run_dir))["step"] == 6
@@ -642,8 +642,52 @@ def test_a_run_without_a_checkpoint_says_so_and_can_be_started_again(tmp_path, c
     other.mkdir()
     (other / "photo.jpg").write_bytes(b"x")
     assert main(["train", str(_config(tmp_path, steps=3)), "--out", str(other)]) == 2
-    assert "is not empty and holds no run of gancore's" in capsys.readouterr().err
+    assert "is not empty and holds no failed gancore run to start again" in capsys.readouterr().err
     assert sorted(p.name for p in other.iterdir()) == ["photo.jpg"]
+
+
+@pytest.mark.parametrize("layout", ["another tool's run", "a finished run without its checkpoints"])
+def test_train_never_clears_a_folder_that_is_not_a_failed_gancore_run(tmp_path, capsys, layout):
+    out = tmp_path / "kept"
+    if layout == "another tool's run":
+        (out / "checkpoints" / "epoch=3").mkdir(parents=True)
+        (out / "checkpoints" / "epoch=3" / "model.ckpt").write_bytes(b"weights")
+        (out / "config.json").write_text('{"lr": 0.1}')
+    else:
+        assert main(["train", str(_config(tmp_path, steps=2, checkpoint_every=2)), "--out", str(out)]) == 0
+        import shutil
+
+        shutil.rmtree(out / "checkpoints")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    capsys.readouterr()
+    assert main(["train", str(_config(tmp_path)), "--out", str(out)]) == 2
+    assert "holds no failed gancore run to start again" in capsys.readouterr().err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+
+def test_a_failed_start_in_python_leaves_a_folder_with_other_files_alone(register_plugin, tmp_path):
+    from gancore.plugins import HookError
+
+    class Boom:
+        name = "boom"
+
+        @hookimpl
+        def gancore_step_start(self, run):
+            (run.out_dir / "notes.txt").write_text("a plugin's own file")
+            raise RuntimeError("boom")
+
+    register_plugin(Boom)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(HookError, match="boom"):  # the plugin's error, not a failed clean-up
+        Run.build(make_tiny_config("mlp", ["boom"]), out_dir=fresh).train()
+    assert sorted(p.name for p in fresh.iterdir()) == ["notes.txt"]  # gancore's files gone, the plugin's kept
+    used = tmp_path / "used"
+    (used / "checkpoints").mkdir(parents=True)
+    (used / "checkpoints" / "model.pt").write_bytes(b"x")
+    (used / "tensorboard").mkdir()
+    with pytest.raises(HookError):
+        Run.build(make_tiny_config("mlp", ["boom"]), out_dir=used).train()
+    assert (used / "checkpoints" / "model.pt").read_bytes() == b"x" and (used / "tensorboard").is_dir()
 
 
 def test_the_first_checkpoint_that_does_not_fit_gives_the_space_it_needs(tmp_path, monkeypatch, capsys):

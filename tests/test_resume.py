@@ -128,7 +128,13 @@ def test_fork_refuses_a_folder_that_is_not_empty(trained, tmp_path, capsys):
 
 
 def test_discard_later_deletes_the_later_timeline_so_stats_and_checkpoints_agree(trained, capsys):
-    assert main(["resume", str(trained / "checkpoints" / "step-000002"), "--steps", "3", "--discard-later"]) == 0
+    before = _snapshot(trained)
+    # No terminal to ask on (as under pytest): --yes confirms, and without it nothing is deleted.
+    assert main(["resume", str(trained / "checkpoints" / "step-000002"), "--steps", "3", "--discard-later"]) == 2
+    assert "there is no terminal to ask on, so give --yes to confirm" in capsys.readouterr().err
+    assert _snapshot(trained) == before
+    assert main(["resume", str(trained / "checkpoints" / "step-000002"), "--steps", "3", "--discard-later",
+                 "--yes"]) == 0
     err = capsys.readouterr().err
     assert "deleted what" in err and "checkpoints/step-000004, checkpoints/step-000006" in err
     assert _steps(trained) == [1, 2, 3]
@@ -166,7 +172,7 @@ def test_a_deleted_state_json_is_a_damaged_newest_checkpoint_not_a_step_back(tra
     assert f"{trained / 'checkpoints' / 'step-000006' / 'state.json'}: file not found" in err
     assert "the newest intact checkpoint before it is step-000004" in err and "--from-previous --discard-later" in err
     assert _snapshot(trained) == before
-    assert main(["resume", str(trained), "--steps", "8", "--from-previous", "--discard-later"]) == 0
+    assert main(["resume", str(trained), "--steps", "8", "--from-previous", "--discard-later", "--yes"]) == 0
     assert _steps(trained) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert _checkpoints(trained) == ["step-000004", "step-000006", "step-000008"]
     ckpt.verify_checkpoint(trained / "checkpoints" / "step-000006")  # written anew
@@ -198,3 +204,43 @@ def test_gancore_resume_in_python_forks_with_a_new_setting(trained, tmp_path):
     assert run.out_dir == tmp_path / "fork" and run.step == 5
     assert run.opt_D.param_groups[0]["lr"] == pytest.approx(0.001 * 2 / 3)
     assert _checkpoints(trained) == ["step-000002", "step-000004", "step-000006"]
+
+
+def test_a_fork_that_cannot_go_on_writes_no_folder(trained, tmp_path, capsys):
+    fork = tmp_path / "fork"
+    assert main(["resume", str(trained / "checkpoints" / "step-000002"), "--fork", str(fork),
+                 "--set", "train.g_lr=inf"]) == 2
+    err = capsys.readouterr().err
+    assert f"{trained / 'checkpoints' / 'step-000002' / 'state.json'} (--set)" in err and "train.g_lr" in err
+    assert not fork.exists()
+    damaged = trained / "checkpoints" / "step-000004" / "G.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:-50])
+    assert main(["resume", str(trained / "checkpoints" / "step-000004"), "--fork", str(fork)]) == 2
+    assert "the newest intact checkpoint before it is step-000002" in capsys.readouterr().err
+    assert not fork.exists()
+
+
+def test_best_is_judged_by_the_step_it_holds(trained, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(trained / "checkpoints" / "step-000002", trained / "checkpoints" / "best")
+    assert main(["resume", str(trained / "checkpoints" / "best"), "--steps", "7"]) == 2
+    assert "has checkpoints after best (step-000004, step-000006)" in capsys.readouterr().err
+    assert main(["resume", str(trained / "checkpoints" / "best"), "--steps", "3", "--fork", str(tmp_path / "f")]) == 0
+    assert _checkpoints(tmp_path / "f") == ["step-000002", "step-000003"]
+
+
+def test_settings_on_resume_are_the_users_and_steps_cannot_go_back(trained, capsys):
+    assert main(["resume", str(trained), "--set", "train.betas=[1.5, 0.99]"]) == 2
+    assert f"config error in {trained / 'checkpoints' / 'step-000006' / 'state.json'} (--set)" in capsys.readouterr().err
+    assert main(["resume", str(trained), "--set", "train.steps=3"]) == 2
+    assert "train.steps: the run is at step 6 already; give at least that many, got 3" in capsys.readouterr().err
+    (trained / "checkpoints" / "step-000006" / "state.json").unlink()
+    assert main(["resume", str(trained / "checkpoints" / "step-000006")]) == 2
+    assert f"{trained / 'checkpoints' / 'step-000006' / 'state.json'}: file not found" in capsys.readouterr().err
+
+
+def test_fork_to_the_current_folder_is_a_message_not_a_traceback(trained, monkeypatch, capsys):
+    monkeypatch.chdir(trained)
+    assert main(["resume", str(trained), "--steps", "8", "--fork", "."]) == 2
+    assert "the folder exists and is not empty" in capsys.readouterr().err

@@ -32,24 +32,27 @@ class LeCam:
         self.config = config
         self.ema_real = 0.0
         self.ema_fake = 0.0
-        self._sums = torch.zeros(3)  # this step's sums of real and fake logits, and their count
+        self._sums: torch.Tensor | None = None  # this step's sums of real and fake logits, and their count
 
     @hookimpl
     def gancore_d_loss(self, d_real, d_fake):
         # Called once per micro-batch: collect the step's logits, use the averages of steps before.
-        self._sums += torch.stack([d_real.detach().sum(), d_fake.detach().sum(), torch.tensor(float(len(d_real)))]).cpu()
+        # The sums stay on D's device: NCCL reduces only GPU tensors.
+        count = torch.tensor(float(len(d_real)), device=d_real.device)
+        step = torch.stack([d_real.detach().sum(), d_fake.detach().sum(), count])
+        self._sums = step if self._sums is None else self._sums + step
         penalty = F.relu(d_real - self.ema_fake).square().mean() + F.relu(self.ema_real - d_fake).square().mean()
         return LossTerm("reg", penalty, weight=self.config.weight)
 
     @hookimpl
     def gancore_step_end(self, stats):
-        if self._sums[2] == 0:  # no D step ran (not expected, but harmless)
+        if self._sums is None:  # no D step ran (not expected, but harmless)
             return
         total = all_reduce_mean(self._sums)  # the same on every rank: the means over the global batch
         real, fake = (total[:2] / total[2]).tolist()
         self.ema_real = self.config.decay * self.ema_real + (1 - self.config.decay) * real
         self.ema_fake = self.config.decay * self.ema_fake + (1 - self.config.decay) * fake
-        self._sums.zero_()
+        self._sums = None
         stats["lecam/ema_real"], stats["lecam/ema_fake"] = self.ema_real, self.ema_fake
 
     @hookimpl
