@@ -9,6 +9,7 @@ from gancore.trainer import Trainer
 from gancore.api import load_config, resume, train
 from gancore.pretrained import export, from_pretrained, push_to_hub
 from gancore.importing import import_checkpoint
+from gancore.comparison import compare
 
 __all__ = [
     "ConfigError",
@@ -17,6 +18,7 @@ __all__ = [
     "RunConfig",
     "Trainer",
     "__version__",
+    "compare",
     "export",
     "from_pretrained",
     "hookimpl",

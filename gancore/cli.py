@@ -271,7 +271,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Train variants of a run over the same seeds and report whether they differ beyond noise."""
-    from gancore.compare import compare
+    from gancore.comparison import compare
 
     seeds = int(args.seeds) if args.seeds.isdigit() else [int(s) for s in args.seeds.split(",") if s.strip()]
     out = Path(args.out) if args.out else Path("compare") / Path(args.configs[0]).stem

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from gancore.cli import main
-from gancore.compare.cells import parse_vary, variants_from
-from gancore.compare.statistics import bootstrap_interval, paired_difference, paired_t_test
+from gancore.comparison.cells import parse_vary, variants_from
+from gancore.comparison.statistics import bootstrap_interval, paired_difference, paired_t_test
 
 TINY = """
 [backbone]

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from gancore.compare.cells import Cell, Variant, cell_status, eval_every_steps, resolved_raw, run_cell, variants_from
-from gancore.compare.report import write_report
+from gancore.comparison.cells import Cell, Variant, cell_status, eval_every_steps, resolved_raw, run_cell, variants_from
+from gancore.comparison.report import write_report
 
 __all__ = ["Cell", "Variant", "compare"]
 

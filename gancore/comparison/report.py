@@ -6,8 +6,8 @@ import statistics as stats
 from pathlib import Path
 from typing import Any, Sequence
 
-from gancore.compare.cells import Cell
-from gancore.compare.statistics import ALPHA, LOWER_IS_BETTER, paired_difference
+from gancore.comparison.cells import Cell
+from gancore.comparison.statistics import ALPHA, LOWER_IS_BETTER, paired_difference
 from gancore.files import write_json_atomically, write_text_atomically
 
 __all__ = ["collect", "write_report"]
