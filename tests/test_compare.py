@@ -8,27 +8,7 @@ import pytest
 from gancore.cli import main
 from gancore.comparison.cells import parse_vary, variants_from
 from gancore.comparison.statistics import bootstrap_interval, paired_difference, paired_t_test
-
-TINY = """
-[backbone]
-name = "mlp"
-width = 16
-
-[data]
-name = "mog25"
-num_samples = 256
-
-[train]
-steps = 4
-batch = 8
-device = "cpu"
-progress = false
-log_every = 1
-eval_samples = 200
-tensorboard = false
-checkpoint_every = 2
-"""
-
+from gancore.testing import make_tiny_config
 
 # -- the statistics ---------------------------------------------------------------------------
 
@@ -83,8 +63,8 @@ def _logs(out: Path) -> dict[str, list[str]]:
 
 
 def test_compare_trains_paired_cells_reports_and_resumes(tmp_path, capsys):
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(make_tiny_config("mlp", steps=4, checkpoint_every=2, eval_samples=200, tensorboard=False)))
     out = tmp_path / "cmp"
     args = ["compare", str(config), "--vary", "lowlr=--set train.g_lr=0.0005", "--seeds", "2", "--out", str(out),
             "--curve-every", "0.016"]
@@ -122,8 +102,8 @@ def test_compare_trains_paired_cells_reports_and_resumes(tmp_path, capsys):
 
 
 def test_compare_checks_every_variant_before_training_any(tmp_path, capsys):
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(make_tiny_config("mlp", steps=4, checkpoint_every=2, eval_samples=200, tensorboard=False)))
     out = tmp_path / "cmp"
     assert main(["compare", str(config), "--vary", "bad=--set train.g_lr=-1", "--out", str(out)]) == 2
     assert "train.g_lr: must be > 0.0, got -1" in capsys.readouterr().err
