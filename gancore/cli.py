@@ -272,12 +272,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Train variants of a run over the same seeds and report whether they differ beyond noise."""
     from gancore.comparison import compare
+    from gancore.config import parse_value
 
     seeds = int(args.seeds) if args.seeds.isdigit() else [int(s) for s in args.seeds.split(",") if s.strip()]
     out = Path(args.out) if args.out else Path("compare") / Path(args.configs[0]).stem
     try:
+        parameters = {}
+        for item in args.launcher_param:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--launcher-param {item!r}: expected KEY=VALUE")
+            parameters[key.strip()] = parse_value(value.strip())
         report = compare(args.configs, vary=args.vary, seeds=seeds, out=out, jobs=args.jobs,
-                         curve_every=args.curve_every)
+                         curve_every=args.curve_every, launcher=args.launcher, launcher_parameters=parameters)
     except ValueError as exc:
         return _fail(f"compare: {exc}", EXIT_USAGE)
     except RuntimeError as exc:
@@ -478,6 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder of the cells and the report (default compare/<first run file>)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained at once (default 1)")
     p.add_argument("--curve-every", type=float, metavar="KIMG", help="also evaluate every KIMG thousand images (curves)")
+    p.add_argument("--launcher", choices=["local", "slurm", "submitit-local"], default="local",
+                   help="where cells train: local processes (default), a Slurm job array through submitit, "
+                        "or submitit's local executor")
+    p.add_argument("--launcher-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a submitit parameter, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=600")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("info", help="build a run without training; print config, plugins, parameter counts")

@@ -356,7 +356,7 @@ def load_raw_config(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """A --set value: a TOML literal (number, bool, string, array, inline table) or a bare string.
 
     A value that starts like an array or inline table but is not valid TOML raises a ValueError
@@ -383,7 +383,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str], source: st
             problems.append(f"{item!r}: expected dotted.key=value")
             continue
         try:
-            value = _parse_value(text.strip())
+            value = parse_value(text.strip())
         except ValueError as exc:
             problems.append(f"{key.strip()}: {exc}")
             continue

@@ -108,3 +108,18 @@ def test_compare_checks_every_variant_before_training_any(tmp_path, capsys):
     assert main(["compare", str(config), "--vary", "bad=--set train.g_lr=-1", "--out", str(out)]) == 2
     assert "train.g_lr: must be > 0.0, got -1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_job_array_through_submitit_gives_the_same_layout(tmp_path, capsys):
+    """--launcher slurm submits the cells as a job array; submitit's local executor runs the same array here."""
+    pytest.importorskip("submitit")
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(make_tiny_config("mlp", steps=2, checkpoint_every=2, eval_samples=200, tensorboard=False)))
+    out = tmp_path / "cmp"
+    assert main(["compare", str(config), "--vary", "lowlr=--set train.g_lr=0.0005", "--seeds", "1", "--out", str(out),
+                 "--launcher", "submitit-local", "--launcher-param", "timeout_min=10"]) == 0
+    assert "submitted 2 cell(s) as job" in capsys.readouterr().err
+    for variant in ("tiny", "lowlr"):
+        assert json.loads((out / variant / "seed-0" / "summary.json").read_text())["step"] == 2
+    assert set(json.loads((out / "report.json").read_text())["differences"]["lowlr"]) >= {"modes_covered"}
+    assert all(len(commands) == 1 for commands in _logs(out).values())
