@@ -1,8 +1,10 @@
 """Resumable benchmark cells: train a run folder up to a step budget, and summarise figures over seeds."""
 
-import math
-import statistics
 from pathlib import Path
+
+from gancore.comparison.report import median_step_time, plot_band
+from gancore.comparison.statistics import mean_std
+from gancore.files import write_json_atomically as write_json
 
 __all__ = ["fid_curve", "mean_std", "median_step_time", "plot_band", "save_grid", "train_cell", "write_json"]
 
@@ -23,24 +25,6 @@ def train_cell(folder: Path, raw: dict) -> None:
         Run.build(raw, out_dir=folder).train()
 
 
-def mean_std(values: list[float]) -> str:
-    """``mean ± std`` of the finite values (``n/a`` when none)."""
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return "n/a"
-    std = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return f"{statistics.fmean(finite):.4g} ± {std:.2g}"
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Write JSON through a temporary file and a rename (a kill leaves the old file or the new)."""
-    import json
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def fid_curve(folder: Path, measure_fid) -> dict:
     """``curve.json`` of ``folder``: ``{checkpoint: {"kimg", "fid"}}`` for every kept checkpoint, each
     measured once with ``measure_fid(checkpoint) -> (kimg, fid)`` and saved as it lands."""
@@ -56,27 +40,6 @@ def fid_curve(folder: Path, measure_fid) -> dict:
             curve[checkpoint.name] = {"kimg": kimg, "fid": fid}
             write_json(path, curve)
     return curve
-
-
-def median_step_time(folder: Path) -> float:
-    """The median ``sec_per_step`` of a run folder's logged steps (nan when none)."""
-    import json
-
-    times = [json.loads(line).get("sec_per_step", math.nan)
-             for line in (folder / "stats.jsonl").read_text().splitlines() if line.strip()]
-    times = [t for t in times if not math.isnan(t)]
-    return statistics.median(times) if times else math.nan
-
-
-def plot_band(axis, x: list[float], values: list[list[float]], label: str,
-              colour: str | tuple[float, ...] | None = None) -> None:
-    """A curve of the mean over seeds, with a shaded ± one standard deviation (``colour``: matplotlib's
-    next one unless given)."""
-    mean = [statistics.fmean(v) for v in values]
-    std = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-    (line,) = axis.plot(x, mean, label=label, color=colour)
-    axis.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2,
-                      color=line.get_color())
 
 
 def save_grid(folder: Path, path: Path, seed: int = 2024, count: int = 64) -> None:

@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+#: The errors of a full disk and of a full quota.
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 class CheckpointError(ValueError):
@@ -298,10 +300,6 @@ def write_checkpoint(
         for stale in list_checkpoints(root)[:-keep]:
             remove_checkpoint(stale)
     return final
-
-
-#: The errors of a full disk and of a full quota.
-_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def remove_checkpoint(folder: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from gancore import checkpoint as ckpt
 from gancore.config import META_KEY, canonical_name
 from gancore.files import write_folder_atomically, write_text_atomically
-from gancore.stats import append_line, read_stats
+from gancore.stats import append_line, keep_stats_up_to
 
 __all__ = [
     "HISTORY_FILE",
@@ -135,8 +135,7 @@ def fork_run(checkpoint: Path, new_dir: Path, step: int) -> Path:
         if (source / "config.json").is_file():
             shutil.copy2(source / "config.json", tmp / "config.json")
         if (source / "stats.jsonl").is_file():
-            kept = [line for line in read_stats(source / "stats.jsonl") if line["step"] <= step]
-            write_text_atomically(tmp / "stats.jsonl", "".join(json.dumps(line, allow_nan=True) + "\n" for line in kept))
+            keep_stats_up_to(source / "stats.jsonl", step, tmp / "stats.jsonl")
         for picture in _step_files(source / "samples", up_to=step):
             (tmp / "samples").mkdir(exist_ok=True)
             shutil.copy2(picture, tmp / "samples" / picture.name)

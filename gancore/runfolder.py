@@ -8,9 +8,9 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from gancore.messages import warn
-from typing import Any
 
 __all__ = [
     "LOCK_FILE",

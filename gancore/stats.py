@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from gancore.files import write_text_atomically
 
-__all__ = ["StatsLog", "append_line", "read_stats"]
+__all__ = ["StatsLog", "append_line", "keep_stats_up_to", "read_stats"]
 
 
 class StatsLog:
@@ -43,9 +43,7 @@ class StatsLog:
             line[key] = self._sums[key] / self._counts[key]
         self._sums.clear()
         self._counts.clear()
-        self.history.append(line)
-        if self.path is not None:
-            append_line(self.path, json.dumps(line, allow_nan=True) + "\n")
+        self._append(line)
         if self.tensorboard is None and self.tensorboard_dir is not None:
             self.tensorboard = _tensorboard_writer(self.tensorboard_dir)
             self.tensorboard_dir = None  # made once (or found missing once)
@@ -60,10 +58,13 @@ class StatsLog:
         """Write one line that records an event rather than means (``{"step", "kimg", "event": name,
         ...details}``; e.g. the settings a resume changed) and return it."""
         line: dict[str, Any] = {"step": step, "kimg": round(kimg, 6), "event": name, **details}
+        self._append(line)
+        return line
+
+    def _append(self, line: dict[str, Any]) -> None:
         self.history.append(line)
         if self.path is not None:
             append_line(self.path, json.dumps(line, allow_nan=True) + "\n")
-        return line
 
     def close(self) -> None:
         """Close the TensorBoard writer, if any."""
@@ -74,10 +75,8 @@ class StatsLog:
 
     def truncate_after(self, step: int) -> None:
         """Drop the lines of stats.jsonl logged after ``step`` (used when resuming there)."""
-        if self.path is None or not self.path.is_file():
-            return
-        kept = [line for line in read_stats(self.path) if line["step"] <= step]
-        write_text_atomically(self.path, "".join(json.dumps(line, allow_nan=True) + "\n" for line in kept))
+        if self.path is not None and self.path.is_file():
+            keep_stats_up_to(self.path, step)
 
 
 def _tensorboard_writer(folder: Path) -> Any:
@@ -107,6 +106,13 @@ def append_line(path: Path, text: str) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def keep_stats_up_to(source: Path, step: int, dest: Path | None = None) -> None:
+    """Write the lines of stats file ``source`` logged at ``step`` or before to ``dest`` (default:
+    ``source`` itself, replaced atomically)."""
+    kept = [line for line in read_stats(source) if line["step"] <= step]
+    write_text_atomically(dest or source, "".join(json.dumps(line, allow_nan=True) + "\n" for line in kept))
 
 
 def read_stats(path: Path) -> list[dict[str, Any]]:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gancore.comparison.cells import Cell
-from gancore.comparison.statistics import ALPHA, LOWER_IS_BETTER, paired_difference
+from gancore.comparison.statistics import ALPHA, LOWER_IS_BETTER, mean_std, paired_difference
 from gancore.files import write_json_atomically, write_text_atomically
 
-__all__ = ["collect", "write_report"]
+__all__ = ["collect", "median_step_time", "plot_band", "write_report"]
 
 #: The variant the others are compared with, when one has this name (else the first variant).
 BASELINE = "baseline"
@@ -27,6 +27,23 @@ def _stats_lines(folder: Path) -> list[dict[str, Any]]:
     return read_stats(path) if path.is_file() else []
 
 
+def median_step_time(folder: Path) -> float:
+    """The median ``sec_per_step`` of a run folder's logged steps (nan when none)."""
+    times = [line["sec_per_step"] for line in _stats_lines(folder) if math.isfinite(line.get("sec_per_step", math.nan))]
+    return stats.median(times) if times else math.nan
+
+
+def plot_band(axis: Any, x: Sequence[float], values: Sequence[Sequence[float]], label: str,
+              colour: str | tuple[float, ...] | None = None) -> None:
+    """On a matplotlib ``axis``: the mean over seeds of ``values`` (one list per ``x``) with a
+    shaded ± one standard deviation (``colour``: matplotlib's next one unless given)."""
+    mean = [stats.fmean(v) for v in values]
+    spread = [stats.stdev(v) if len(v) > 1 else 0.0 for v in values]
+    (line,) = axis.plot(x, mean, label=label, color=colour)
+    axis.fill_between(x, [m - s for m, s in zip(mean, spread)], [m + s for m, s in zip(mean, spread)], alpha=0.2,
+                      color=line.get_color())
+
+
 def collect(cells: Sequence[Cell]) -> dict[str, Any]:
     """Everything the report shows, read from the cells' folders: final metrics per seed, curves
     (``Metrics/*`` lines of stats.jsonl by kimg), median step time and parameter counts."""
@@ -40,24 +57,15 @@ def collect(cells: Sequence[Cell]) -> dict[str, Any]:
         for key, value in (summary.get("metrics") or {}).items():
             entry["metrics"].setdefault(key.removeprefix("Metrics/"), {})[cell.seed] = value
         entry["params"] = {k: v for k, v in (summary.get("params") or {}).items() if k in ("G", "D")}
-        lines = _stats_lines(cell.folder)
-        times = [line["sec_per_step"] for line in lines if math.isfinite(line.get("sec_per_step", math.nan))]
-        if times:
-            entry["step_time"].append(stats.median(times))
-        for line in lines:
+        time = median_step_time(cell.folder)
+        if math.isfinite(time):
+            entry["step_time"].append(time)
+        for line in _stats_lines(cell.folder):
             for key, value in line.items():
                 if key.startswith("Metrics/"):
                     curve = entry["curves"].setdefault(key.removeprefix("Metrics/"), {})
                     curve.setdefault(cell.seed, []).append((line["kimg"], value))
     return variants
-
-
-def _mean_std(values: Sequence[float]) -> str:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return "n/a"
-    spread = stats.stdev(finite) if len(finite) > 1 else 0.0
-    return f"{stats.fmean(finite):.4g} ± {spread:.2g}"
 
 
 def write_report(out: Path, cells: Sequence[Cell], seeds: Sequence[int]) -> dict[str, Any]:
@@ -110,7 +118,7 @@ def _markdown(report: dict[str, Any], metrics: list[str]) -> str:
         for metric in metrics:
             values = report["metrics"][name].get(metric, {})
             per_seed = ", ".join(f"{values[str(s)]:.4g}" for s in seeds if str(s) in values)
-            cells.append(f"{_mean_std([values[str(s)] for s in seeds if str(s) in values])} ({per_seed})")
+            cells.append(f"{mean_std([values[str(s)] for s in seeds if str(s) in values])} ({per_seed})")
         time = report["step_time"][name]
         params = report["params"][name]
         time_text = f"{time:.3g}" if time is not None else "n/a"
@@ -150,11 +158,7 @@ def _curves(out: Path, collected: dict[str, Any], names: list[str]) -> list[Path
             rows = [[dict(curve).get(kimg) for curve in per_seed.values()] for kimg in points]
             kept = [(k, [v for v in row if v is not None and math.isfinite(v)]) for k, row in zip(points, rows)]
             kept = [(k, v) for k, v in kept if v]
-            mean = [stats.fmean(v) for _, v in kept]
-            spread = [stats.stdev(v) if len(v) > 1 else 0.0 for _, v in kept]
-            (line,) = axis.plot([k for k, _ in kept], mean, label=name)
-            axis.fill_between([k for k, _ in kept], [m - s for m, s in zip(mean, spread)],
-                              [m + s for m, s in zip(mean, spread)], alpha=0.2, color=line.get_color())
+            plot_band(axis, [k for k, _ in kept], [v for _, v in kept], name)
         axis.set_xlabel("kimg")
         axis.set_ylabel(metric)
         axis.legend()

@@ -7,12 +7,21 @@ from typing import Sequence
 
 import attrs
 
-__all__ = ["LOWER_IS_BETTER", "PairedDifference", "bootstrap_interval", "paired_difference", "paired_t_test"]
+__all__ = ["LOWER_IS_BETTER", "PairedDifference", "bootstrap_interval", "mean_std", "paired_difference", "paired_t_test"]
 
 #: Metrics for which a smaller value is better (every other one: larger is better).
 LOWER_IS_BETTER = frozenset({"fid", "kid", "kl_uniform"})
 #: The significance level of the reading, and the coverage of its interval (1 - ALPHA).
 ALPHA = 0.05
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` of the finite values (``n/a`` when none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "n/a"
+    spread = stats.stdev(finite) if len(finite) > 1 else 0.0
+    return f"{stats.fmean(finite):.4g} ± {spread:.2g}"
 
 
 def _betainc(a: float, b: float, x: float) -> float:
