@@ -181,40 +181,61 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Measure G_ema of a run or published model and print a table; write the results as JSON."""
+    """Measure G_ema (and, for ``memorisation``, D) of a run or published model and print a table;
+    write the results as JSON."""
     import attrs
 
     from gancore.data import build_dataset
     from gancore.metrics.evaluate import default_cache_dir
     from gancore.metrics.generative import METRICS
+    from gancore.metrics.memorisation import D_METRICS, memorisation
     from gancore.pretrained import load_run
     from gancore.run import resolve_device
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    unknown = [m for m in metrics if m not in METRICS]
+    unknown = [m for m in metrics if m not in METRICS + D_METRICS]
     if unknown or not metrics:
-        return _fail(f"--metrics: unknown {unknown or 'none given'}; known: {', '.join(METRICS)}", EXIT_USAGE)
+        return _fail(f"--metrics: unknown {unknown or 'none given'}; known: {', '.join(METRICS + D_METRICS)}",
+                     EXIT_USAGE)
     if args.n <= 1:
         return _fail(f"--n must be > 1, got {args.n}", EXIT_USAGE)
-    run = load_run(args.source, components=("G_ema",)).to(resolve_device(args.device))
-    if not run.data_info.is_image:
+    of_samples = [m for m in metrics if m in METRICS]
+    components = ("G_ema", "D") if len(of_samples) < len(metrics) else ("G_ema",)
+    run = load_run(args.source, components=components).to(resolve_device(args.device))
+    if of_samples and not run.data_info.is_image:
         return _fail(f"{args.source}: FID, KID and precision/recall measure images; this model makes points", EXIT_USAGE)
+    data_config = attrs.evolve(run.config.data, path=args.data_path) if args.data_path else run.config.data
+    split = args.split or run.config.train.metrics_split
+    reference_config = attrs.evolve(data_config, split=split, max_items=None, xflip=False) if split else data_config
+    if len(of_samples) < len(metrics) and reference_config.split == data_config.split:
+        return _fail(f"--metrics memorisation compares D on its training images with images it never saw; "
+                     f"give --split with a split other than the training data's {data_config.split!r}", EXIT_USAGE)
     source = Path(args.source)
     default = source / f"eval-step-{run.step:06d}.json" if (source / "checkpoints").is_dir() else Path("eval.json")
     out = Path(args.json) if args.json else default
     if out.exists() and not args.force:  # before measuring: an evaluation can take minutes
         return _fail(f"{out} exists (an earlier evaluation); give another --json file, or --force to replace it",
                      EXIT_USAGE)
-    data_config = attrs.evolve(run.config.data, path=args.data_path) if args.data_path else run.config.data
-    result = run.measure(metrics, args.n, args.seed, args.extractor, build_dataset(data_config), default_cache_dir())
-    name = result.protocol["extractor"]
-    print(f"{args.source} (step {run.step}), {name} features, {args.n} samples vs {result.protocol['real_samples']} real")
+    reference = build_dataset(reference_config)
+    results: dict[str, float] = {}
+    protocol: dict[str, Any] = {}
+    if of_samples:
+        evaluation = run.measure(of_samples, args.n, args.seed, args.extractor, reference, default_cache_dir(),
+                                 reference_config)
+        results.update(evaluation.metrics)
+        protocol = evaluation.protocol
+        print(f"{args.source} (step {run.step}), {protocol['extractor']} features, {args.n} samples "
+              f"vs {protocol['real_samples']} real ({protocol['reference']})")
+    if len(of_samples) < len(metrics):
+        results.update(memorisation(run.D, build_dataset(data_config), reference, args.n, run.device))
+        protocol["memorisation"] = (f"D's mean score on up to {args.n} of its training images minus on as many of "
+                                    f"the {reference_config.split} split")
     print("| metric | value |\n|---|---|")
-    for key, value in result.metrics.items():
+    for key, value in results.items():
         print(f"| {key.removeprefix('Metrics/')} | {value:.4f} |")
     if "kid" in metrics:
-        print(f"kid: {result.protocol['kid']}")
-    payload = {"source": str(args.source), "step": run.step, **result.as_json()}
+        print(f"kid: {protocol['kid']}")
+    payload = {"source": str(args.source), "step": run.step, "metrics": results, "protocol": protocol}
     write_json_atomically(out, payload)
     print(f"wrote {out}")
     return 0
@@ -440,13 +461,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="measure a generator: FID, KID, precision/recall against its data set")
     p.add_argument("source", help="run folder, checkpoint folder, exported folder or Hub repo id")
-    p.add_argument("--metrics", default="fid,kid,pr", help="comma-separated: fid, kid, pr (default all)")
+    p.add_argument("--metrics", default="fid,kid,pr",
+                   help="comma-separated: fid, kid, pr, memorisation (D's score on its training images minus on "
+                        "held-out ones; needs --split) (default fid,kid,pr)")
     p.add_argument("--n", type=int, default=10000, help="generated samples and real reference items (default 10000)")
     p.add_argument("--extractor", help="feature extractor (default: fmnist for Fashion-MNIST, else inception)")
     p.add_argument("--seed", type=int, default=0, help="latent seed of the samples (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
     p.add_argument("--json", help="where to write the results (default: <run>/eval-step-N.json for a run, else eval.json)")
     p.add_argument("--data-path", help="folder of the data set's files, if not where the run found them")
+    p.add_argument("--split", help="compare against this split of the data set, whole (e.g. test; default: the "
+                                   "run's train.metrics_split, else its training data)")
     p.add_argument("--force", action="store_true", help="replace the JSON file of an earlier evaluation")
     p.set_defaults(func=cmd_eval)
 

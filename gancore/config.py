@@ -212,10 +212,11 @@ class DataConfig:
 
 def _known_metrics(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     from gancore.metrics.generative import METRICS
+    from gancore.metrics.memorisation import D_METRICS
 
-    unknown = [m for m in value if m not in METRICS]
+    unknown = [m for m in value if m not in METRICS + D_METRICS]
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}")
+        raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS + D_METRICS)}")
 
 
 @attrs.frozen(kw_only=True)
@@ -250,6 +251,10 @@ class TrainConfig:
     eval_samples: int = attrs.field(default=10000, validator=gt(0))
     metrics: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_known_metrics)
     metrics_extractor: str | None = None
+    #: The split of the data set that the metrics compare against, whole (``data.max_items`` not
+    #: applied): ``"test"`` measures against images the run never trained on, as limited-data
+    #: papers report FID. None: the training data as configured.
+    metrics_split: str | None = None
     tensorboard: bool = True
     grid: int = attrs.field(default=64, validator=gt(0))
     progress: bool = True
@@ -525,10 +530,22 @@ def parse_run_config(
         if config is not None:
             plugins.append(PluginEntry(name=name, config=config))
 
+    if data is not None and train is not None:
+        problems += _metrics_problems(data, train)
     if problems:
         raise ConfigError(source, problems)
     assert backbone is not None and data is not None and train is not None
     return RunConfig(backbone=backbone, data=data, train=train, plugins=tuple(plugins))
+
+
+def _metrics_problems(data: DataConfig, train: TrainConfig) -> list[str]:
+    """What is wrong between ``train.metrics`` and the data they are measured on."""
+    from gancore.metrics.memorisation import MEMORISATION
+
+    if MEMORISATION in train.metrics and train.metrics_split in (None, data.split):
+        return [f"train.metrics: {MEMORISATION!r} compares D on its training images with images it never saw; "
+                f"set train.metrics_split to a split other than data.split {data.split!r} (for example \"test\")"]
+    return []
 
 
 def structure_section(data: Any, cls: type, path: str, problems: list[str]) -> Any:

@@ -9,10 +9,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from gancore.backbone import DataInfo
-    from gancore.config import RunConfig
+    from gancore.config import DataConfig, RunConfig
     from gancore.metrics.evaluate import Evaluation
 
-__all__ = ["EvaluatedRun", "evaluate", "keep_best", "measure"]
+__all__ = ["EvaluatedRun", "evaluate", "keep_best", "measure", "reference_data"]
 
 
 class EvaluatedRun(Protocol):
@@ -22,10 +22,14 @@ class EvaluatedRun(Protocol):
     dataset: Dataset | None
     data_info: "DataInfo"
     device: "torch.device"
+    #: The discriminator (read by the ``memorisation`` metric only).
+    D: "torch.nn.Module"
     out_dir: Path | None
     #: Anything with ``feature_extractor(name, device)`` (the run's plugin manager).
     manager: Any
     extractor: "tuple[str, torch.nn.Module] | None"
+    #: The data the metrics compare against, with its config, once built (see :func:`reference_data`).
+    reference: "tuple[DataConfig, Dataset] | None"
     metrics: dict[str, float]
     metrics_protocol: dict[str, Any]
     best_fid: float | None
@@ -48,15 +52,24 @@ def evaluate(run: EvaluatedRun) -> dict[str, float]:
     """
     if run.dataset is None:
         return {}
+    from gancore.metrics.memorisation import D_METRICS, memorisation
+
     config = run.config.train
     seed = config.seed + EVAL_SEED_OFFSET
     results: dict[str, float] = {}
     if run.dataset.has_quality_metrics:
         results.update(run.dataset.quality_metrics(run.sample(config.eval_samples, seed=seed)) or {})
-    if config.metrics and run.data_info.is_image:
-        evaluation = measure(run, config.metrics, config.eval_samples, seed)
+    of_samples = [m for m in config.metrics if m not in D_METRICS]
+    if of_samples and run.data_info.is_image:
+        evaluation = measure(run, of_samples, config.eval_samples, seed)
         results.update(evaluation.metrics)
         run.metrics_protocol = evaluation.protocol
+    if len(of_samples) < len(config.metrics):
+        reference_config, held_out = reference_data(run)
+        results.update(memorisation(run.D, run.dataset, held_out, config.eval_samples, run.device))
+        run.metrics_protocol = {**run.metrics_protocol, "memorisation": (
+            f"D's mean score on up to {config.eval_samples} of its training images minus on as many of the "
+            f"{reference_config.split} split")}
     if results:
         run.metrics = dict(results)
     return results
@@ -70,26 +83,47 @@ def measure(
     extractor: str | None = None,
     dataset: Dataset | None = None,
     cache_dir: Path | None = None,
+    data_config: "DataConfig | None" = None,
 ) -> "Evaluation":
     """FID, KID and/or precision/recall of ``n`` G_ema samples (latents of ``seed``) against the
-    first ``n`` items of ``dataset`` (default: the run's), with the features of ``extractor``
-    (default: ``train.metrics_extractor``, else the data set's default). Reference features
-    are cached in ``cache_dir`` (default: ``<run>/reference``, or the user cache folder)."""
+    first ``n`` items of ``dataset`` (default: :func:`reference_data`), with the features of
+    ``extractor`` (default: ``train.metrics_extractor``, else the data set's default). Reference
+    features are cached in ``cache_dir`` (default: ``<run>/reference``, or the user cache folder),
+    under ``data_config``, the settings ``dataset`` was built from (default: the run's ``[data]``)."""
     from gancore.metrics.evaluate import default_cache_dir, evaluate as evaluate_features
     from gancore.metrics.extractors import default_extractor
 
-    dataset = dataset if dataset is not None else run.dataset
     if dataset is None:
-        raise ValueError("this run has no data set to measure against; pass one")
+        data_config, dataset = reference_data(run)
+    data_config = data_config if data_config is not None else run.config.data
     name = extractor or run.config.train.metrics_extractor or default_extractor(run.config.data.name)
     if run.extractor is None or run.extractor[0] != name:
         run.extractor = (name, run.manager.feature_extractor(name, run.device))
     if cache_dir is None:
         cache_dir = run.out_dir / "reference" if run.out_dir is not None else default_cache_dir()
     return evaluate_features(
-        lambda count, s: run.sample(count, seed=s), dataset, run.config.data, name, run.extractor[1],
+        lambda count, s: run.sample(count, seed=s), dataset, data_config, name, run.extractor[1],
         tuple(metrics), n, seed, cache_dir,
     )
+
+
+def reference_data(run: EvaluatedRun) -> "tuple[DataConfig, Dataset]":
+    """The data the run's metrics compare against, with its config: the whole ``train.metrics_split``
+    split of the data set when one is set (built once, kept in ``run.reference``), else the
+    training data as configured. ValueError when the run has no data set."""
+    import attrs
+
+    from gancore.data import build_dataset
+
+    split = run.config.train.metrics_split
+    if split is None:
+        if run.dataset is None:
+            raise ValueError("this run has no data set to measure against; pass one")
+        return run.config.data, run.dataset
+    if run.reference is None:
+        config = attrs.evolve(run.config.data, split=split, max_items=None, xflip=False)
+        run.reference = (config, build_dataset(config))
+    return run.reference
 
 
 def keep_best(run: EvaluatedRun) -> None:

@@ -85,17 +85,22 @@ def render_model_card(
 
 def _protocol_text(run: "Run", protocol: dict[str, Any] | None) -> str:
     """How the metrics were measured, in one paragraph."""
-    if not protocol:
-        return (
+    protocol = protocol or {}
+    if "extractor" not in protocol:
+        text = (
             f"Protocol: G_ema at step {run.step:,}, {run.config.train.eval_samples:,} samples from fixed latents, "
             f"measured by the `{run.config.data.name}` data set's own metrics."
         )
-    return (
-        f"Protocol: G_ema at step {run.step:,}; {protocol['fake_samples']:,} generated samples (seed "
-        f"{protocol['fake_seed']}) against {protocol['real_samples']:,} real ones ({protocol['reference']}); "
-        f"features of the `{protocol['extractor']}` extractor ({protocol['feature_dim']} dimensions); "
-        f"KID: {protocol['kid']}; precision/recall: {protocol['pr']}."
-    )
+    else:
+        text = (
+            f"Protocol: G_ema at step {run.step:,}; {protocol['fake_samples']:,} generated samples (seed "
+            f"{protocol['fake_seed']}) against {protocol['real_samples']:,} real ones ({protocol['reference']}); "
+            f"features of the `{protocol['extractor']}` extractor ({protocol['feature_dim']} dimensions); "
+            f"KID: {protocol['kid']}; precision/recall: {protocol['pr']}."
+        )
+    if "memorisation" in protocol:
+        text += f" Memorisation: {protocol['memorisation']}."
+    return text
 
 
 def render_import_card(run: "Run", provenance: dict[str, Any], notes: tuple[str, ...] = ()) -> str:

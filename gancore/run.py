@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from gancore import checkpoint as ckpt, evaluation, loop
 from gancore.backbone import PLUGIN_MODULE_GROUPS, BackboneSpec, DataInfo, count_parameters
-from gancore.config import META_KEY, ConfigError, RunConfig, apply_overrides, parse_run_config
-from gancore.data import Dataset, build_dataset, epoch_of
+from gancore.config import META_KEY, ConfigError, DataConfig, RunConfig, apply_overrides, parse_run_config
+from gancore.data import DataError, Dataset, build_dataset, epoch_of
 from gancore.data.base import mix_seed
 from gancore.distributed import init_from_environment, is_distributed, rank, rank_slice, world_size
 from gancore.plugins import PluginManager
@@ -129,6 +129,8 @@ class Run:
         self.best_fid: float | None = None
         #: The loaded feature extractor of :meth:`measure`, with its name.
         self.extractor: tuple[str, nn.Module] | None = None
+        #: The data the metrics compare against (``train.metrics_split``), once built.
+        self.reference: tuple[DataConfig, Dataset] | None = None
         self.log = StatsLog(
             out_dir / "stats.jsonl" if out_dir is not None else None,
             out_dir / "tensorboard" if out_dir is not None and config.train.tensorboard else None,
@@ -193,6 +195,11 @@ class Run:
             )
         run = cls(config, manager, backbone, info, dataset, device, Path(out_dir) if out_dir else None)
         run.for_training = for_training
+        if for_training and config.train.metrics_split is not None and (config.train.metrics or config.train.eval_every):
+            try:  # a split the data set lacks stops the run now, not at its first evaluation
+                evaluation.reference_data(run)
+            except DataError as exc:
+                raise ConfigError(source, [f"train.metrics_split: {exc}"]) from None
         run.G = backbone.generator_class(backbone_config).to(device)
         run.D = backbone.discriminator_class(backbone_config).to(device)
         run.hooks.setup(run)
