@@ -1,9 +1,12 @@
 """D's memorisation of its training images: its mean score on them minus its mean score on images it never saw."""
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from gancore.data import Dataset
+if TYPE_CHECKING:  # pragma: no cover
+    from gancore.data import Dataset
 
 __all__ = ["D_METRICS", "MEMORISATION", "memorisation"]
 
@@ -14,7 +17,7 @@ D_METRICS: tuple[str, ...] = (MEMORISATION,)
 
 
 @torch.no_grad()
-def _mean_score(D: nn.Module, dataset: Dataset, count: int, device: torch.device, batch: int) -> float:
+def _mean_score(D: nn.Module, dataset: "Dataset", count: int, device: torch.device, batch: int) -> float:
     total = 0.0
     for indices in torch.arange(count).split(batch):
         x, c = dataset.get(indices)
@@ -25,7 +28,7 @@ def _mean_score(D: nn.Module, dataset: Dataset, count: int, device: torch.device
 
 
 def memorisation(
-    D: nn.Module, trained_on: Dataset, held_out: Dataset, count: int, device: torch.device, batch: int = 250
+    D: nn.Module, trained_on: "Dataset", held_out: "Dataset", count: int, device: torch.device, batch: int = 250
 ) -> dict[str, float]:
     """D's mean raw score (logit) on the first ``count`` images of ``trained_on`` (those it trained
     on) and of ``held_out`` (images of the same distribution it never saw), un-augmented and in eval
