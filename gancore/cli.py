@@ -304,7 +304,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if not sep:
                 raise ValueError(f"--launcher-param {item!r}: expected KEY=VALUE")
             parameters[key.strip()] = parse_value(value.strip())
-        report = compare(args.configs, vary=args.vary, seeds=seeds, out=out, jobs=args.jobs,
+        report = compare(args.configs, vary=args.vary, overrides=args.set, seeds=seeds, out=out, jobs=args.jobs,
                          curve_every=args.curve_every, launcher=args.launcher, launcher_parameters=parameters)
     except ValueError as exc:
         return _fail(f"compare: {exc}", EXIT_USAGE)
@@ -506,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("configs", nargs="+", help="run files, one per variant (or one with --vary)")
     p.add_argument("--vary", action="append", default=[], metavar="NAME='--set KEY=VALUE ...'",
                    help="a variant of the one run file, which is a variant itself (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a change for every variant, before each variant's own (repeatable)")
     p.add_argument("--seeds", default="3", help="how many seeds (0, 1, ...) or a list, e.g. 0,1,2 (default 3)")
     p.add_argument("--out", help="folder of the cells and the report (default compare/<first run file>)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained at once (default 1)")

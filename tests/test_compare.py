@@ -44,6 +44,11 @@ def test_variants_from_run_files_or_vary(tmp_path):
         "lowlr", ("train.g_lr=0.001", "train.d_lr=0.001"))
     variants = variants_from([base], ["baseline=--set plugins=[]"])
     assert [(v.name, v.overrides) for v in variants] == [("base", ()), ("baseline", ("plugins=[]",))]
+    # A change for every variant comes first, so that a variant's own change wins.
+    variants = variants_from([base, tmp_path / "other.toml"], common=["data.max_items=100"])
+    assert [(v.name, v.overrides) for v in variants] == [("base", ("data.max_items=100",)), ("other", ("data.max_items=100",))]
+    variants = variants_from([base], ["big=--set data.max_items=500"], common=["data.max_items=100"])
+    assert variants[1].overrides == ("data.max_items=100", "data.max_items=500")
     with pytest.raises(ValueError, match="needs two variants or more"):
         variants_from([base])
     with pytest.raises(ValueError, match="given twice: base"):

@@ -9,13 +9,14 @@ from gancore.comparison.cells import Cell, Variant, eval_every_steps, resolved_r
 from gancore.comparison.launch import train_cells
 from gancore.comparison.report import write_report
 
-__all__ = ["Cell", "Variant", "compare"]
+__all__ = ["Cell", "Variant", "compare", "plan_cells"]
 
 
 def compare(
     configs: Sequence[str | Path],
     *,
     vary: Sequence[str] = (),
+    overrides: Sequence[str] = (),
     seeds: int | Sequence[int] = 3,
     out: str | Path = "compare",
     jobs: int = 1,
@@ -27,7 +28,8 @@ def compare(
     """Train every (variant, seed) cell under ``out`` and write ``out/report.md`` and ``report.json``.
 
     ``configs`` are run files, one per variant (named by their stem), or one run file with a
-    variant per ``vary`` entry (``NAME='--set key=value ...'``). ``seeds`` is a count (0, 1, ...)
+    variant per ``vary`` entry (``NAME='--set key=value ...'``); ``overrides`` (``key=value``)
+    change every variant, before a variant's own changes. ``seeds`` is a count (0, 1, ...)
     or the seeds themselves, the same for every variant, so that differences can be paired.
     Each cell is an ordinary run folder, ``out/<variant>/seed-<s>``, trained by a plain
     ``gancore train`` (``jobs`` at a time, or as a job array: ``launcher`` ``"slurm"`` through
@@ -36,18 +38,29 @@ def compare(
     running the same command again resumes a comparison. ``curve_every`` (kimg) adds an evaluation that often, for curves. Every run file
     and change is checked before anything is trained. Returns the report's JSON.
     """
+    variants = variants_from(configs, vary, overrides)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    out = Path(out)
+    cells, steps = plan_cells(variants, seed_list, out, curve_every)
+    train_cells(cells, steps, out, jobs, launcher, launcher_parameters, progress)
+    print(f"gancore: {len(cells)} cells trained under {out}", file=sys.stderr)
+    return write_report(out, cells, seed_list)
+
+
+def plan_cells(
+    variants: Sequence[Variant], seeds: Sequence[int], out: Path, curve_every: float | None = None
+) -> tuple[list[Cell], dict[str, int]]:
+    """The cells of a comparison, first seed first, and each variant's length in steps. Every
+    variant's run file and changes are checked here (ValueError or ConfigError naming the problem)."""
     from gancore.api import load_config
     from gancore.data import build_dataset
 
-    variants = variants_from(configs, vary)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seed_list or len(set(seed_list)) != len(seed_list):
-        raise ValueError(f"seeds must be one or more distinct numbers, got {seeds!r}")
-    out = Path(out)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be one or more distinct numbers, got {list(seeds)!r}")
     cells: list[Cell] = []
     steps: dict[str, int] = {}
     for variant in variants:
-        probe = Cell(variant, seed_list[0], out)
+        probe = Cell(variant, seeds[0], out)
         config = load_config(resolved_raw(probe))  # a bad run file or --set stops the comparison now
         extra = []
         if curve_every:
@@ -57,8 +70,6 @@ def compare(
         if not config.train.metrics and build_dataset(config.data).info.is_image:
             extra.append('train.metrics=["fid", "kid", "pr"]')
         steps[variant.name] = config.train.steps
-        cells += [Cell(variant, seed, out / variant.name / f"seed-{seed}", tuple(extra)) for seed in seed_list]
-    cells.sort(key=lambda cell: (seed_list.index(cell.seed), variants.index(cell.variant)))
-    train_cells(cells, steps, out, jobs, launcher, launcher_parameters, progress)
-    print(f"gancore: {len(cells)} cells trained under {out}", file=sys.stderr)
-    return write_report(out, cells, seed_list)
+        cells += [Cell(variant, seed, out / variant.name / f"seed-{seed}", tuple(extra)) for seed in seeds]
+    cells.sort(key=lambda cell: (list(seeds).index(cell.seed), list(variants).index(cell.variant)))
+    return cells, steps

@@ -70,19 +70,20 @@ def parse_vary(text: str) -> tuple[str, tuple[str, ...]]:
     return _check_name(name.strip(), "--vary"), tuple(overrides)
 
 
-def variants_from(configs: Sequence[str | Path], vary: Sequence[str] = ()) -> list[Variant]:
+def variants_from(configs: Sequence[str | Path], vary: Sequence[str] = (), common: Sequence[str] = ()) -> list[Variant]:
     """The variants of ``gancore compare``: each run file (named by its stem), or one run file
-    (itself a variant, named by its stem) and a variant of it per ``--vary``. Names must differ."""
+    (itself a variant, named by its stem) and a variant of it per ``--vary``. Names must differ.
+    ``common``: ``--set`` changes for every variant, applied before each variant's own."""
     configs = [Path(c) for c in configs]
     if not configs:
         raise ValueError("give at least one run file")
     if vary:
         if len(configs) != 1:
             raise ValueError("--vary takes one base run file")
-        base = Variant(_check_name(configs[0].stem, str(configs[0])), configs[0])
-        variants = [base, *(Variant(name, configs[0], overrides) for name, overrides in map(parse_vary, vary))]
+        base = Variant(_check_name(configs[0].stem, str(configs[0])), configs[0], tuple(common))
+        variants = [base, *(Variant(name, configs[0], (*common, *overrides)) for name, overrides in map(parse_vary, vary))]
     else:
-        variants = [Variant(_check_name(path.stem, str(path)), path) for path in configs]
+        variants = [Variant(_check_name(path.stem, str(path)), path, tuple(common)) for path in configs]
     if len(variants) < 2:
         raise ValueError("a comparison needs two variants or more (two run files, or one and a --vary)")
     names = [v.name for v in variants]
