@@ -1,56 +1,39 @@
-"""benchmarks/augment.py: cells train on the first N images, are measured against held-out images once, and merge."""
+"""benchmarks/augment.py: the limited-data study is one `gancore compare` per size, resumable, with one table over sizes."""
 
 import json
-import shutil
 
-import attrs
 import pytest
-import torch
 from benchmark_scripts import load_benchmark
 
-from gancore.data import build_dataset
-from gancore.pretrained import load_run
 from gancore.testing import write_fake_fmnist
 
 
-def test_cells_train_measure_once_and_merge(tmp_path, capsys):
+def test_one_comparison_per_size_then_one_table(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     benchmark = load_benchmark("augment")
-    data = write_fake_fmnist(tmp_path / "fmnist", train=96, test=10)
-    args = ["--sizes", "32", "--variants", "baseline,ada", "--seeds", "0", "--steps", "4", "--width", "8",
-            "--curve-every", "2", "--curve-n", "40", "--n", "48", "--data-path", str(data), "--out", str(tmp_path / "out"),
-            "--set", "backbone.d_channel_multiplier=2"]
-    assert benchmark.main(args) == 0
-    cell = tmp_path / "out" / "cells" / "32-ada-seed0"
-    config = json.loads((cell / "config.json").read_text())
-    assert config["data"]["max_items"] == 32 and config["plugins"] == [{"name": "augment", **config["plugins"][0]}]
-    assert config["backbone"]["d_channel_multiplier"] == 2  # --set reaches every cell
-    curve = json.loads((cell / "curve.json").read_text())
-    assert list(curve) == ["step-000002", "step-000004"] and all(point["fid"] >= 0 for point in curve.values())
-    # D's mean logit on the 32 images it trained on and on 32 held-out ones (items 32..63), un-augmented.
-    run = load_run(cell / "checkpoints" / "step-000004", components=("D",))
-    images, _ = build_dataset(run.config.data).get(torch.arange(32))
-    held_out, _ = build_dataset(attrs.evolve(run.config.data, max_items=None)).get(torch.arange(32, 64))
-    with torch.no_grad():
-        expected = run.D.eval()(images, None).mean().item(), run.D(held_out, None).mean().item()
-    point = curve["step-000004"]
-    assert (point["d_train"], point["d_heldout"]) == pytest.approx(expected, rel=1e-5)
-    result = json.loads((cell / "eval.json").read_text())
-    assert result["checkpoint"] == "step-000004" and result["protocol"]["real_samples"] == 48
-    assert result["reference_from_item"] == 32  # images 32..79: none of the 32 the cell trained on
-    # Nothing is measured twice.
-    stamp = (cell / "eval.json").stat().st_mtime_ns
-    assert benchmark.main(args) == 0 and (cell / "eval.json").stat().st_mtime_ns == stamp
-    capsys.readouterr()
-    assert benchmark.main(["--merge", "--out", str(tmp_path / "out"), "--docs", str(tmp_path / "docs")]) == 0
+    data = write_fake_fmnist(tmp_path / "fmnist", train=40, test=24)
+    out = tmp_path / "out"
+    args = ["--sizes", "16", "--seeds", "0", "--curve-every", "0.016", "--out", str(out),
+            "--set", f"data.path={data}", "--set", "train.steps=4", "--set", "train.batch=8",
+            "--set", "backbone.width=8", "--set", "train.eval_samples=16"]
+    assert benchmark.main(args + ["--docs", str(tmp_path / "docs")]) == 0
+    folder = out / "16-images"
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [
+        "ada", "diffaugment", "fmnist-dcgan-limited", "logs", "samples"]
+    configs = {name: json.loads((folder / name / "seed-0" / "config.json").read_text())
+               for name in ("fmnist-dcgan-limited", "diffaugment", "ada")}
+    assert all(c["data"]["max_items"] == 16 and c["train"]["metrics_split"] == "test" for c in configs.values())
+    assert configs["fmnist-dcgan-limited"]["plugins"] == []
+    assert [p["mode"] for p in configs["diffaugment"]["plugins"]] == ["diffaugment"]
+    assert [p["mode"] for p in configs["ada"]["plugins"]] == ["ada"]
+    report = json.loads((folder / "report.json").read_text())
+    assert report["baseline"] == "fmnist-dcgan-limited" and set(report["metrics"]["ada"]) >= {"fid", "memorisation"}
     table = capsys.readouterr().out
-    assert "| 32 | baseline | 1 |" in table and "| 32 | ada | 1 |" in table
-    assert f"| {point['d_train'] - point['d_heldout']:.4g} ± 0 |" in table
+    memorised = report["metrics"]["ada"]["memorisation"]["0"]
+    assert "| 16 | baseline | 1 |" in table and "| 16 | ada | 1 | " in table and f"{memorised:.4g} ± 0" in table
     assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
-        "fid-curves.png", "grid-32-ada.png", "grid-32-baseline.png"]
-    # A cell kept without its checkpoints (results only) falls back on its trainer's last grid.
-    shutil.rmtree(cell / "checkpoints")
-    (tmp_path / "docs" / "grid-32-ada.png").unlink()
-    assert benchmark.main(["--merge", "--out", str(tmp_path / "out"), "--docs", str(tmp_path / "docs")]) == 0
-    last = sorted((cell / "samples").glob("step-*.png"))[-1]
-    assert (tmp_path / "docs" / "grid-32-ada.png").read_bytes() == last.read_bytes()
+        "curves.png", "grid-16-ada.png", "grid-16-baseline.png", "grid-16-diffaugment.png", "table.md"]
+    # Done cells are not trained again.
+    stamp = (folder / "ada" / "seed-0" / "summary.json").stat().st_mtime_ns
+    assert benchmark.main(args) == 0
+    assert (folder / "ada" / "seed-0" / "summary.json").stat().st_mtime_ns == stamp
