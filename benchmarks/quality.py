@@ -1,32 +1,33 @@
-"""Quality study: each method alone and stacked, on Fashion-MNIST (StyleGAN2 on a GPU, DCGAN on the CPU) or the 2-D mixture.
+"""Quality study: each method alone and stacked, on Fashion-MNIST (StyleGAN2 on a GPU, DCGAN on the CPU) or the 2-D mixture, as one `gancore compare`.
 
     python benchmarks/quality.py --study fmnist --kimg 500 --seeds 0,1,2 [--cells REGEX] [--device cuda]
     python benchmarks/quality.py --study fmnist-cpu --seeds 0,1,2 [--best topk]   # DCGAN at 32 px, the CPU preset
     python benchmarks/quality.py --study mog --steps 5000 --seeds 0,1,2
-    python benchmarks/quality.py --study fmnist-cpu --merge --docs docs/results    # table, FID curves, sample grids
+    python benchmarks/quality.py --study fmnist-cpu --speed 20                    # time each variant, estimate the cost
 
-Every cell (variant, seed) is a gancore run folder under ``--out`` (default
-``benchmarks/quality/<study>``): a cell that was interrupted resumes from its newest checkpoint, a
-finished one is skipped, so the study can run one cell (or a few) per session and the folders can
-travel between machines. The cells' results are committed and their checkpoints are not: a cell
-with ``eval.json`` but no checkpoints counts as done, and DGL's teacher is trained (again) only
-while a DGL cell is left to run. Each finished cell is measured once and the result stored next to it
-(``eval.json``): domain FID, KID and precision/recall with the ``fmnist`` extractor on ``--n``
-samples (fmnist study), or the mixture metrics on 10k samples (mog study). ``--merge`` prints the
-table (mean ± std over seeds) and writes it to ``<out>/table.md``.
+The study defines its variants (the baseline, each method with its published defaults scaled to
+the network, pairs, DGL students and their controls, augmentations); each variant is written as a
+run file, ``<out>/variants/<variant>.json``, and the cells are those of ``gancore compare`` over
+these files (:func:`gancore.compare`): an ordinary run folder per (variant, seed),
+``<out>/<variant>/seed-<s>``, resumable, never trained twice, with ``report.md``/``report.json``
+(mean ± std, paired differences against the baseline, curves, grids). DGL's teacher, the baseline
+trained twice as long, is a run of its own (``<out>/teacher``), trained first while a DGL cell
+is left to run. Metrics: FID, KID and precision/recall with the ``fmnist`` extractor on ``--n``
+samples (fmnist studies; the fmnist-cpu study also every ``--checkpoint-every`` steps, for the FID
+curves), or the mixture metrics (mog).
 
 The fmnist-cpu study (:data:`CPU_PRESET`) is meant for a 2-core machine: a DCGAN of width
-``--width`` at 32 px, ``--kimg`` per cell, each kept checkpoint's FID measured once on
-``--curve-n`` samples (``curve.json``), and with ``--docs`` the merge also draws the FID-versus-kimg
-curves (one per variant, mean ± std over seeds) and an 8x8 grid per variant from the same latents.
-Its variants are the baseline, each method alone (its published defaults, scaled to the network),
-DGL's half-width student with its teacher-less control, all four stacked, DiffAugment and ADA, and,
-with ``--best M``, each augmentation stacked with method M.
+``--width`` at 32 px, ``--kimg`` per cell. Its variants are the baseline, each method alone, DGL's
+half-width student with its teacher-less control, all four stacked, DiffAugment and ADA, and, with
+``--best M``, each augmentation stacked with method M.
 
 Variants of the fmnist study: baseline, topk, glead, eqgan_sa, dgl at 1/2 and 1/4 width (teacher: the baseline trained
-twice as long, a cell of its own) with their controls (the same narrow networks without a teacher),
-the pairs, and all four. The mog study keeps the variants that apply to the mlp backbone (baseline,
-topk, baseline-1/2, dgl-1/2, topk+dgl-1/2).
+twice as long) with their controls (the same narrow networks without a teacher), the pairs, and
+all four. The mog study keeps the variants that apply to the mlp backbone (baseline, topk,
+baseline-1/2, dgl-1/2, topk+dgl-1/2).
+
+Results of the studies run before the comparison machinery (``<out>/cells/*/eval.json``) are kept
+as they were written; their figures are in benchmarks/RESULTS.md and docs/results.md.
 """
 
 import argparse
@@ -39,10 +40,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from cells import (fid_curve, kept_without_weights, mean_std, median_step_time, plot_band, save_variant_grid,  # noqa: E402
-                   train_cell, write_json)
 
 METHODS = {
     "topk": ["topk"],
@@ -140,8 +137,6 @@ def _base_config(args: argparse.Namespace) -> dict:
         raw["train"].update({"steps": args.steps})
     else:
         raw["train"].update({"steps": max(1, round(args.kimg * 1000 / raw["train"]["batch"]))})
-    if args.study == "fmnist-cpu":  # every checkpoint kept for the curves, the teacher's twice as many too
-        raw["train"]["keep_checkpoints"] = 2 * raw["train"]["steps"] // args.checkpoint_every + 1
     if args.data_path and args.study != "mog":
         raw["data"]["path"] = args.data_path
     raw["train"].update({"device": args.device, "progress": False, "checkpoint_every": args.checkpoint_every,
@@ -192,132 +187,32 @@ def _portable(path: Path) -> str:
         return str(path)
 
 
-def _measure_curve(folder: Path, args: argparse.Namespace, dataset=None) -> dict:
-    """``curve.json`` of a cell: FID on ``--curve-n`` samples at each kept checkpoint (each measured once),
-    against ``dataset`` (default: the cell's own data set)."""
-    from gancore.data import build_dataset
-    from gancore.metrics.evaluate import default_cache_dir
-    from gancore.pretrained import load_run
-    from gancore.run import resolve_device
-
-    device = resolve_device(args.device)
-
-    def measure_fid(checkpoint: Path) -> tuple[float, float]:
-        nonlocal dataset
-        at = load_run(checkpoint, components=("G_ema",)).to(device)
-        dataset = dataset or build_dataset(at.config.data)
-        fid = at.measure(("fid",), args.curve_n, 0, "fmnist", dataset, default_cache_dir())
-        return at.kimg, fid.metrics["Metrics/fid"]
-
-    return fid_curve(folder, measure_fid)
-
-
-def _evaluate(folder: Path, args: argparse.Namespace) -> dict:
+def _train(folder: Path, raw: dict) -> None:
+    """Train the run in ``folder`` to ``raw``'s ``train.steps``: from scratch, from its newest
+    checkpoint, or not at all when it got there already."""
     from gancore.checkpoint import latest_checkpoint, read_state
+    from gancore.run import Run
 
-    result_path = folder / "eval.json"
-    step = read_state(latest_checkpoint(folder))["step"]
-    if result_path.is_file():
-        result = json.loads(result_path.read_text())
-        if result.get("step") == step:  # measured at this step already
-            return result
-    from gancore.data import build_dataset
-    from gancore.metrics.evaluate import default_cache_dir
-    from gancore.pretrained import load_run
-    from gancore.run import resolve_device
-
-    run = load_run(folder, components=("G_ema",)).to(resolve_device(args.device))
-    dataset = build_dataset(run.config.data)
-    if args.study == "fmnist-cpu":
-        _measure_curve(folder, args, dataset)
-    if args.study == "mog":
-        metrics = dataset.quality_metrics(run.sample(10000, seed=12345))
-        result = {"metrics": metrics, "protocol": {"samples": 10000}}
-    else:
-        evaluation = run.measure(("fid", "kid", "pr"), args.n, 0, "fmnist", dataset, default_cache_dir())
-        result = evaluation.as_json()
-    result["step"] = run.step
-    result["kimg"] = run.kimg
-    result["params_G"] = sum(p.numel() for p in run.G_ema.parameters())
-    result["params_D"] = sum(p.numel() for p in load_run(folder, components=("D",)).D.parameters())
-    write_json(result_path, result)
-    return result
+    latest = latest_checkpoint(folder)
+    if latest is None:
+        Run.build(raw, out_dir=folder).train()
+    elif read_state(latest)["step"] < raw["train"]["steps"]:
+        Run.resume(folder, steps=raw["train"]["steps"]).train()
 
 
-def _finished_cells(out: Path, study: str) -> dict[str, list[Path]]:
-    """Evaluated cell folders by variant name, in the study's order (variants it does not know, by slug, last)."""
-    names = list(_variants(study))
-    if study == "fmnist-cpu":  # the augmentations stacked with each possible --best
-        names += [name for best in METHODS for name in _variants(study, best) if name not in names]
-    by_slug = {_slug(name): name for name in names}
-    found: dict[str, list[Path]] = {}
-    for result_path in sorted(out.glob("cells/*/eval.json")):
-        found.setdefault(result_path.parent.name.rsplit("-seed", 1)[0], []).append(result_path.parent)
-    order = list(by_slug) + sorted(set(found) - set(by_slug))
-    return {by_slug.get(slug, slug): found[slug] for slug in order if slug in found}
+def write_variants(args: argparse.Namespace, variants: dict[str, dict], teacher: Path, out: Path) -> list[Path]:
+    """Each variant's run file, ``<out>/variants/<slug>.json`` (the seed is the comparison's to set)."""
+    from gancore.files import write_json_atomically
 
-
-def merge(out: Path, study: str, docs: Path | None = None) -> str:
-    """The markdown table of every evaluated cell under ``out``; with ``docs``, the FID curves and
-    sample grids (studies that keep curves) as PNGs."""
-    cells = _finished_cells(out, study)
-    if not cells:
-        return "no finished cells yet"
-    rows = {variant: [json.loads((f / "eval.json").read_text()) for f in folders] for variant, folders in cells.items()}
-    times = {variant: statistics.fmean(median_step_time(f) for f in folders) for variant, folders in cells.items()}
-    keys = sorted({k for results in rows.values() for r in results for k in r["metrics"]})
-    header = ("| variant | seeds | G params | D params | step time vs baseline | "
-              + " | ".join(k.removeprefix("Metrics/") for k in keys) + " |")
-    lines = [header, "|" + "---|" * (len(keys) + 5)]
-    for variant, results in rows.items():
-        figures = [mean_std([r["metrics"].get(k, math.nan) for r in results]) for k in keys]
-        relative = times[variant] / times["baseline"] if "baseline" in times else math.nan
-        params_d = f"{results[0]['params_D']:,}" if "params_D" in results[0] else "n/a"
-        lines.append(f"| {variant} | {len(results)} | {results[0].get('params_G', 0):,} | {params_d} | "
-                     f"{relative:.2f} | " + " | ".join(figures) + " |")
-    table = "\n".join(lines)
-    (out / "table.md").write_text(table + "\n")
-    if docs is not None:
-        with_curves = {v: fs for v, fs in cells.items() if all((f / "curve.json").is_file() for f in fs)}
-        if with_curves:
-            docs.mkdir(parents=True, exist_ok=True)
-            _plot_curves(with_curves, docs / "fid-curves.png", out / "cells" / "teacher" / "curve.json")
-            for variant, folders in with_curves.items():
-                save_variant_grid(folders, docs / f"grid-{_slug(variant)}.png")
-    return table
-
-
-def _plot_curves(cells: dict[str, list[Path]], path: Path, teacher_curve: Path | None = None) -> None:
-    """FID against kimg, one curve per variant (mean ± std over the seeds' common points), and the
-    teacher's (the baseline at twice the budget, dashed) where ``teacher_curve`` exists. Variants with
-    an augmentation get a panel of their own, beside the baseline again (the same colour in both)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    augmented = [v for v in cells if v.split("+")[0] in AUGMENTS]
-    panels = [[v for v in cells if v not in augmented]]
-    if augmented:
-        panels.append([v for v in cells if v == "baseline"] + augmented)
-    palette = plt.get_cmap("tab10").colors
-    figure, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 5.5), sharey=True, squeeze=False)
-    for axis, variants in zip(axes[0], panels):
-        if teacher_curve is not None and teacher_curve.is_file() and axis is axes[0][0]:
-            points = sorted((p["kimg"], p["fid"]) for p in json.loads(teacher_curve.read_text()).values())
-            axis.plot(*zip(*points), "k--", linewidth=1, label="baseline, twice the budget (DGL's teacher)")
-        for index, variant in enumerate(variants):
-            curves = [{round(p["kimg"], 3): p["fid"] for p in json.loads((f / "curve.json").read_text()).values()}
-                      for f in cells[variant]]
-            kimg = sorted(set.intersection(*(set(c) for c in curves)))
-            plot_band(axis, kimg, [[c[k] for c in curves] for k in kimg], variant, colour=palette[index % 10])
-        axis.set_xlabel("kimg")
-        axis.set_yscale("log")
-        axis.legend(fontsize="small")
-    axes[0][0].set_ylabel("FID (fmnist features, 2k samples per point)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    paths = []
+    (out / "variants").mkdir(parents=True, exist_ok=True)
+    for name, variant in variants.items():
+        raw = _cell_config(args, variant, 0, teacher)
+        del raw["train"]["seed"]
+        path = out / "variants" / f"{_slug(name)}.json"
+        write_json_atomically(path, raw)
+        paths.append(path)
+    return paths
 
 
 def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: int, seeds: int) -> str:
@@ -338,7 +233,7 @@ def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: in
         if any(v["dgl"] for v in variants.values()):  # a one-step teacher: the cost is the same
             raw = _base_config(args)
             raw["train"].update({"steps": 1, "checkpoint_every": 1})
-            train_cell(teacher, raw)
+            _train(teacher, raw)
         for name, variant in variants.items():
             raw = _cell_config(args, variant, 0, teacher)
             budget = raw["train"]["steps"]
@@ -375,7 +270,7 @@ def measure_speed(args: argparse.Namespace, variants: dict[str, dict], steps: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train and measure the selected cells, or merge the finished ones."""
+    """Train the teacher where DGL cells need it, then compare the selected variants (or time them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", choices=["fmnist", "fmnist-cpu", "mog"], default="fmnist")
     parser.add_argument("--seeds", default="0,1,2")
@@ -387,34 +282,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channel-max", type=int, default=256)
     parser.add_argument("--width", type=int, default=CPU_PRESET["width"], help="fmnist-cpu: DCGAN width")
     parser.add_argument("--best", default=None, help="fmnist-cpu: the method each augmentation is also stacked with")
-    parser.add_argument("--n", type=int, default=10000, help="fmnist studies: samples for the metrics")
-    parser.add_argument("--curve-n", type=int, default=2000, help="fmnist-cpu: samples per FID curve point")
+    parser.add_argument("--n", type=int, default=None,
+                        help="samples per evaluation (fmnist 10000, fmnist-cpu 2000, mog 10000)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-path", default=None, help="fmnist studies: folder of the Fashion-MNIST idx files")
     parser.add_argument("--checkpoint-every", type=int, default=None,
-                        help=f"steps between checkpoints (fmnist-cpu: the curve's points, {CPU_PRESET['checkpoint_every']})")
+                        help=f"steps between checkpoints (fmnist-cpu: also the FID curve's points, "
+                             f"{CPU_PRESET['checkpoint_every']})")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every cell and the teacher, e.g. train.batch=32 train.g_lr=0.001; "
                         "plugins.<name>.<field>=value applies to the selected cells, each of which must use that plugin")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--jobs", type=int, default=1, help="cells trained at once")
     parser.add_argument("--teacher", type=Path, default=None,
                         help="DGL's teacher: a finished run folder to use instead of training one under --out "
-                        "(e.g. another study's cells/teacher, for probes)")
-    parser.add_argument("--merge", action="store_true")
+                        "(e.g. another study's teacher, for probes)")
     parser.add_argument("--speed", type=int, default=0, metavar="STEPS",
                         help="only time each selected variant (windows of at least STEPS steps, whole R1/path-length "
                         "cycles) and estimate the study's cost")
-    parser.add_argument("--docs", type=Path, default=None, help="with --merge: where the curves and grids go")
     args = parser.parse_args(argv)
     cpu = args.study == "fmnist-cpu"
     if args.kimg is None:
         args.kimg = CPU_PRESET["kimg"] if cpu else 500.0
     if args.checkpoint_every is None:
         args.checkpoint_every = CPU_PRESET["checkpoint_every"] if cpu else 1000
+    if args.n is None:
+        args.n = 2000 if cpu else 10000
+    args.set = [*args.set, f"train.eval_samples={args.n}"]
     out = args.out or REPO / "benchmarks" / "quality" / args.study
-    if args.merge:
-        print(merge(out, args.study, args.docs))
-        return 0
     try:
         study_variants = _variants(args.study, args.best)
     except ValueError as exc:
@@ -427,31 +322,23 @@ def main(argv: list[str] | None = None) -> int:
         print(measure_speed(args, variants, args.speed, len(seeds)))
         return 0
     from gancore.checkpoint import latest_checkpoint
+    from gancore.comparison import compare, plan_cells
+    from gancore.comparison.cells import cell_status, variants_from
 
-    teacher = args.teacher or out / "cells" / "teacher"
+    teacher = args.teacher or out / "teacher"
     if args.teacher is not None and latest_checkpoint(args.teacher) is None:
         parser.error(f"--teacher {args.teacher}: no checkpoint in that folder (a finished run of the study's baseline)")
-    folders = {(name, seed): out / "cells" / f"{_slug(name)}-seed{seed}" for name in variants for seed in seeds}
-    if args.teacher is None and any(
-            variants[name]["dgl"] and not kept_without_weights(folder) for (name, _), folder in folders.items()):
+    files = write_variants(args, variants, teacher, out)
+    curve_every = args.checkpoint_every * _base_config(args)["train"]["batch"] / 1000 if cpu else None
+    cells, steps = plan_cells(variants_from(files), seeds, out, curve_every)
+    students = [c for c in cells if c.variant.name in {_slug(n) for n, v in variants.items() if v["dgl"]}]
+    if args.teacher is None and any(cell_status(c, steps[c.variant.name]) != "done" for c in students):
         raw = _base_config(args)
         raw["train"]["steps"] *= 2  # the teacher: the baseline trained twice as long
         print("teacher", flush=True)
-        train_cell(teacher, raw)
-        if cpu:  # the baseline's FID curve over twice the budget: has it flattened by the end of the cells'?
-            _measure_curve(teacher, args)
-    for name, variant in variants.items():
-        for seed in seeds:
-            folder = folders[name, seed]
-            print(f"{name}, seed {seed}", flush=True)
-            if kept_without_weights(folder):
-                print("  done (its results are kept without its checkpoints)", flush=True)
-                continue
-            train_cell(folder, _cell_config(args, variant, seed, teacher))
-            result = _evaluate(folder, args)
-            print("  " + ", ".join(f"{k.removeprefix('Metrics/')} {v:.4g}" for k, v in result["metrics"].items()),
-                  flush=True)
-    print(merge(out, args.study))
+        _train(teacher, raw)
+    compare(files, seeds=seeds, out=out, jobs=args.jobs, curve_every=curve_every)
+    print((out / "report.md").read_text())
     return 0
 
 

@@ -101,7 +101,7 @@ def test_compare_trains_paired_cells_reports_and_resumes(tmp_path, capsys):
     shutil.rmtree(killed / "checkpoints" / "step-000004")
     assert main(args) == 0
     logs = _logs(out)
-    assert logs["lowlr-seed-1"][-1].endswith(f"resume {killed}") and len(logs["lowlr-seed-1"]) == 2
+    assert logs["lowlr-seed-1"][-1].endswith(f"resume {killed} --steps 4") and len(logs["lowlr-seed-1"]) == 2
     assert all(len(commands) == 1 for name, commands in logs.items() if name != "lowlr-seed-1")
     assert json.loads((killed / "summary.json").read_text())["step"] == 4
 

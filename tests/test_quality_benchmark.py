@@ -1,7 +1,6 @@
 """benchmarks/quality.py: cells train, resume and are measured once; the merge builds the table."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,35 +10,29 @@ from gancore.config import ConfigError
 from gancore.testing import write_fake_fmnist
 
 
-def test_mog_cells_train_resume_and_merge(tmp_path, capsys):
+def test_mog_study_is_a_comparison_that_resumes(tmp_path, capsys):
     quality = load_benchmark("quality")
-    args = ["--study", "mog", "--steps", "20", "--seeds", "0,1", "--cells", "^(baseline|dgl-1/2)$",
-            "--device", "cpu", "--checkpoint-every", "10", "--out", str(tmp_path)]
+    args = ["--study", "mog", "--steps", "20", "--seeds", "0", "--cells", "^(baseline|dgl-1/2)$",
+            "--device", "cpu", "--checkpoint-every", "10", "--n", "500", "--out", str(tmp_path)]
     assert quality.main(args) == 0
-    cells = sorted(p.name for p in (tmp_path / "cells").iterdir())
-    assert cells == ["baseline-seed0", "baseline-seed1", "dgl-1-2-seed0", "dgl-1-2-seed1", "teacher"]
-    result = json.loads((tmp_path / "cells" / "dgl-1-2-seed0" / "eval.json").read_text())
-    assert result["step"] == 20 and "Metrics/modes_covered" in result["metrics"]
-    table = (tmp_path / "table.md").read_text()
-    assert "| baseline | 2 |" in table and "| dgl-1/2 | 2 |" in table
-    # A second call finds everything done: nothing is trained or measured again.
-    stamp = (tmp_path / "cells" / "baseline-seed0" / "eval.json").stat().st_mtime_ns
+    assert sorted(p.name for p in (tmp_path / "variants").iterdir()) == ["baseline.json", "dgl-1-2.json"]
+    assert sorted(p.name for p in (tmp_path / "dgl-1-2").iterdir()) == ["seed-0"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["baseline"] == "baseline" and report["variants"] == ["baseline", "dgl-1-2"]
+    assert set(report["metrics"]["dgl-1-2"]["modes_covered"]) == {"0"}
+    assert "modes_covered" in report["differences"]["dgl-1-2"]
+    assert (tmp_path / "teacher" / "summary.json").is_file()
+    # A second call finds everything done: neither the teacher nor a cell is trained again.
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/**/summary.json")}
     capsys.readouterr()
     assert quality.main(args) == 0
-    assert "resuming" not in capsys.readouterr().out
-    assert (tmp_path / "cells" / "baseline-seed0" / "eval.json").stat().st_mtime_ns == stamp
-    # A longer budget resumes the cells from their checkpoints and measures them again.
+    assert "teacher" not in capsys.readouterr().out.splitlines()[:1]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/**/summary.json")} == stamps
+    # A longer budget goes on from the cells' checkpoints.
     assert quality.main([*args[:2], "--steps", "30", *args[4:]]) == 0
-    assert "resuming baseline-seed0 at step-000020" in capsys.readouterr().out
-    assert json.loads((tmp_path / "cells" / "baseline-seed0" / "eval.json").read_text())["step"] == 30
-    # A fresh clone holds the results without the checkpoints: the cells count as done, and the teacher
-    # is not trained again for DGL cells that are done.
-    for folder in (tmp_path / "cells").iterdir():
-        shutil.rmtree(folder / "checkpoints")
-    capsys.readouterr()
-    assert quality.main([*args[:2], "--steps", "30", *args[4:]]) == 0
-    assert capsys.readouterr().out.count("done (its results are kept without its checkpoints)") == 4
-    assert not any((tmp_path / "cells" / name / "checkpoints").exists() for name in ("teacher", "baseline-seed0"))
+    assert json.loads((tmp_path / "baseline" / "seed-0" / "summary.json").read_text())["step"] == 30
+    commands = [line for line in (tmp_path / "logs" / "baseline-seed-0.log").read_text().splitlines() if line.startswith("$")]
+    assert len(commands) == 2 and " resume " in commands[1] and commands[1].endswith("--steps 30")
 
 
 def test_fmnist_variants_cover_the_study():
@@ -85,48 +78,40 @@ def test_cpu_study_scales_eqgan_sa_to_the_generator():
         quality._cell_config(args, variants["baseline"], 0, None)
 
 
-def test_cpu_study_curves_grids_and_table(tmp_path, capsys, monkeypatch):
+def test_cpu_study_curves_grids_and_report(tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
     quality = load_benchmark("quality")
     monkeypatch.chdir(tmp_path)  # the study runs from the repository's root; its configs name the teacher from there
     data = write_fake_fmnist(tmp_path / "fmnist", train=96, test=10)
     out = tmp_path / "out"
-    args = ["--study", "fmnist-cpu", "--width", "4", "--kimg", "0.256", "--checkpoint-every", "2", "--curve-n", "40",
+    args = ["--study", "fmnist-cpu", "--width", "4", "--kimg", "0.256", "--checkpoint-every", "2",
             "--n", "48", "--seeds", "0", "--best", "topk", "--cells", "^(baseline|dgl-1/2|ada\\+topk)$",
             "--device", "cpu", "--data-path", str(data), "--out", str(out)]
     assert quality.main(args) == 0
-    cells = out / "cells"
-    assert sorted(p.name for p in cells.iterdir()) == ["ada-topk-seed0", "baseline-seed0", "dgl-1-2-seed0", "teacher"]
-    student = json.loads((cells / "dgl-1-2-seed0" / "config.json").read_text())
+    student = json.loads((out / "dgl-1-2" / "seed-0" / "config.json").read_text())
     dgl = [p for p in student["plugins"] if p["name"] == "dgl"][0]
     assert (dgl["teacher_from_step"], dgl["reset_optimizers"]) == (2, "both")  # the student alone for half the run
-    assert dgl["teacher"] == "out/cells/teacher"  # committed with the results: no machine's folders in it
+    assert dgl["teacher"] == "out/teacher"  # committed with the results: no machine's folders in it
     assert student["backbone"]["width"] == 4 and student["backbone"]["channel_multiplier"] == 0.5
-    assert [p["name"] for p in json.loads((cells / "ada-topk-seed0" / "config.json").read_text())["plugins"]] == [
+    assert [p["name"] for p in json.loads((out / "ada-topk" / "seed-0" / "config.json").read_text())["plugins"]] == [
         "augment", "topk"]
-    curve = json.loads((cells / "baseline-seed0" / "curve.json").read_text())
-    assert list(curve) == ["step-000002", "step-000004"] and [p["kimg"] for p in curve.values()] == [0.128, 0.256]
-    teacher = json.loads((cells / "teacher" / "curve.json").read_text())  # the baseline over twice the budget
-    assert [p["kimg"] for p in teacher.values()] == [0.128, 0.256, 0.384, 0.512]
-    baseline = json.loads((cells / "baseline-seed0" / "eval.json").read_text())
-    small = json.loads((cells / "dgl-1-2-seed0" / "eval.json").read_text())
-    assert baseline["protocol"]["real_samples"] == 48 and small["params_G"] < baseline["params_G"] / 2
-    assert small["params_D"] < baseline["params_D"] / 2
-    capsys.readouterr()
-    assert quality.main(["--study", "fmnist-cpu", "--merge", "--out", str(out), "--docs", str(tmp_path / "docs")]) == 0
-    table = capsys.readouterr().out
-    assert f"| baseline | 1 | {baseline['params_G']:,} | {baseline['params_D']:,} | 1.00 |" in table
-    # Rows in the study's order, by variant name.
-    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| baseline", "| dgl-1/2", "| ada+topk"]
-    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
-        "fid-curves.png", "grid-ada-topk.png", "grid-baseline.png", "grid-dgl-1-2.png"]
+    lines = [json.loads(line) for line in (out / "baseline" / "seed-0" / "stats.jsonl").read_text().splitlines()]
+    assert [line["kimg"] for line in lines if "Metrics/fid" in line] == [0.128, 0.256]  # the curve's points
+    report = json.loads((out / "report.json").read_text())
+    assert report["variants"] == ["baseline", "dgl-1-2", "ada-topk"]  # the study's order
+    assert report["params"]["dgl-1-2"]["G"] < report["params"]["baseline"]["G"] / 2
+    assert report["params"]["dgl-1-2"]["D"] < report["params"]["baseline"]["D"] / 2
+    assert {"curve-fid.png", "samples/baseline.png", "samples/ada-topk.png"} <= set(report["pictures"])
+    assert "| baseline |" in capsys.readouterr().out  # the report is printed
     # A probe reuses the study's teacher and changes one constant of its cells' plugin.
-    probe = ["--out", "probe", "--teacher", "out/cells/teacher", "--cells", "^dgl-1/2$", "--set", "plugins.dgl.weight=1.0"]
-    assert quality.main([*args[:-2], *probe]) == 0
-    assert sorted(p.name for p in (tmp_path / "probe" / "cells").iterdir()) == ["dgl-1-2-seed0"]
-    dgl = [p for p in json.loads((tmp_path / "probe" / "cells" / "dgl-1-2-seed0" / "config.json").read_text())["plugins"]
+    probe = ["--out", "probe", "--teacher", "out/teacher", "--cells", "^dgl-1/2$", "--set", "plugins.dgl.weight=1.0"]
+    with pytest.raises(ValueError, match="two variants or more"):
+        quality.main([*args[:-2], *probe])  # one variant alone is no comparison
+    probe[5] = "^(baseline|dgl-1/2)$"
+    assert quality.main([*args[:-2], *probe[:6]]) == 0
+    dgl = [p for p in json.loads((tmp_path / "probe" / "variants" / "dgl-1-2.json").read_text())["plugins"]
            if p["name"] == "dgl"][0]
-    assert (dgl["teacher"], dgl["weight"]) == ("out/cells/teacher", 1.0)
+    assert dgl["teacher"] == "out/teacher" and not (tmp_path / "probe" / "teacher").exists()
     with pytest.raises(SystemExit):
         quality.main([*args[:-2], "--out", "probe", "--teacher", "probe", "--cells", "^dgl-1/2$"])
     assert "--teacher probe: no checkpoint" in capsys.readouterr().err

@@ -111,11 +111,12 @@ def cell_status(cell: Cell, steps: int) -> str:
     return "resume"
 
 
-def train_command(cell: Cell, status: str) -> list[str]:
-    """The plain ``gancore`` command that trains (or goes on with) the cell."""
+def train_command(cell: Cell, status: str, steps: int) -> list[str]:
+    """The plain ``gancore`` command that trains the cell to ``steps`` (or goes on with it: to
+    ``steps``, which may be longer than the cell was first started for)."""
     gancore = [sys.executable, "-m", "gancore"]
     if status == "resume":
-        return [*gancore, "resume", str(cell.folder)]
+        return [*gancore, "resume", str(cell.folder), "--steps", str(steps)]
     command = [*gancore, "train", str(cell.variant.config), "--out", str(cell.folder)]
     for override in cell.overrides:
         command += ["--set", override]
@@ -129,9 +130,10 @@ def run_cell(cell: Cell, steps: int, log: Path) -> subprocess.Popen | None:
         return None
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as f:
-        f.write(f"$ {shlex.join(train_command(cell, status))}\n")
+        command = train_command(cell, status, steps)
+        f.write(f"$ {shlex.join(command)}\n")
         f.flush()
-        return subprocess.Popen(train_command(cell, status), stdout=f, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT)
 
 
 def eval_every_steps(curve_every_kimg: float | None, batch: int) -> int:

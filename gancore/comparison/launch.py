@@ -96,7 +96,8 @@ def _submitit(
     executor = (submitit.AutoExecutor(folder=folder, cluster="slurm") if launcher == "slurm"
                 else submitit.LocalExecutor(folder=folder))
     executor.update_parameters(**({"timeout_min": 24 * 60} | parameters))
-    commands = [train_command(cell, cell_status(cell, steps[cell.variant.name])) for cell in waiting]
+    commands = [train_command(cell, cell_status(cell, steps[cell.variant.name]), steps[cell.variant.name])
+                for cell in waiting]
     submitted = executor.map_array(run_command, commands, [str(_log(out, cell)) for cell in waiting])
     print(f"gancore: submitted {len(submitted)} cell(s) as job {submitted[0].job_id.split('_')[0]} "
           f"({launcher}); their logs are in {out / 'logs'}", file=sys.stderr)
