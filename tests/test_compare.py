@@ -42,6 +42,13 @@ def test_variants_from_run_files_or_vary(tmp_path):
     base = tmp_path / "base.toml"
     assert parse_vary("lowlr=--set train.g_lr=0.001 --set train.d_lr=0.001") == (
         "lowlr", ("train.g_lr=0.001", "train.d_lr=0.001"))
+    # TOML values keep their quotes, whether or not the change is quoted as a whole.
+    ada = ("plugins=[{name=\"augment\", mode=\"ada\"}]",)
+    assert parse_vary('ada=--set plugins=[{name="augment", mode="ada"}]') == ("ada", ada)
+    assert parse_vary("""ada=--set 'plugins=[{name="augment", mode="ada"}]'""") == ("ada", ada)
+    assert parse_vary('tag=--set=train.seed=3') == ("tag", ("train.seed=3",))
+    with pytest.raises(ValueError, match="got '--set'"):
+        parse_vary("x=--set")
     variants = variants_from([base], ["baseline=--set plugins=[]"])
     assert [(v.name, v.overrides) for v in variants] == [("base", ()), ("baseline", ("plugins=[]",))]
     # A change for every variant comes first, so that a variant's own change wins.

@@ -53,20 +53,25 @@ def _check_name(name: str, where: str) -> str:
 
 
 def parse_vary(text: str) -> tuple[str, tuple[str, ...]]:
-    """``NAME='--set a=1 --set b=2'`` as ``(NAME, ("a=1", "b=2"))``."""
+    """``NAME='--set a=1 --set b=2'`` as ``(NAME, ("a=1", "b=2"))``.
+
+    The text is split at each ``--set``, not by shell rules, so that a TOML value keeps its
+    quotes (``--set plugins=[{name="augment"}]``); a change wrapped whole in quotes loses them.
+    """
     name, sep, rest = text.partition("=")
     if not sep:
         raise ValueError(f"--vary {text!r}: expected NAME='--set key=value ...'")
-    words = shlex.split(rest)
+    first, *pieces = re.split(r"(?:^|\s+)--set(?:=|\s+)", rest.strip())
+    if first.strip():
+        raise ValueError(f"--vary {text!r}: expected --set key=value, got {first.split()[0]!r}")
     overrides = []
-    while words:
-        word = words.pop(0)
-        if word == "--set" and words:
-            overrides.append(words.pop(0))
-        elif word.startswith("--set="):
-            overrides.append(word.removeprefix("--set="))
-        else:
-            raise ValueError(f"--vary {text!r}: expected --set key=value, got {word!r}")
+    for piece in pieces:
+        piece = piece.strip()
+        if len(piece) >= 2 and piece[0] == piece[-1] and piece[0] in "'\"":
+            piece = piece[1:-1]
+        if "=" not in piece:
+            raise ValueError(f"--vary {text!r}: expected --set key=value, got {piece!r}")
+        overrides.append(piece)
     return _check_name(name.strip(), "--vary"), tuple(overrides)
 
 
