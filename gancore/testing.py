@@ -48,6 +48,11 @@ TINY_BACKBONES: dict[str, dict[str, Any]] = {
         "backbone": {"name": "dcgan", "width": 8, "z_dim": 16, "max_width": 32},
         "data": {"name": "synthetic-images", "resolution": 8, "channels": 3, "num_samples": 64},
     },
+    # Needs gancore-biggan.
+    "biggan": {
+        "backbone": {"name": "biggan", "g_ch": 2, "d_ch": 2, "z_dim": 16},
+        "data": {"name": "synthetic-images", "resolution": 32, "channels": 3, "num_samples": 64},
+    },
     # Needs gancore-stylegan2; the batch must stay a multiple of mbstd_group_size (4).
     "stylegan2": {
         "backbone": {

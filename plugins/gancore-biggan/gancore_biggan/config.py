@@ -7,7 +7,7 @@ import attrs
 from gancore.backbone import DataInfo, image_data_shape
 from gancore.config import ge, gt, one_of
 
-__all__ = ["PRESETS", "RESOLUTIONS", "BigGANConfig"]
+__all__ = ["PRESETS", "RESOLUTIONS", "BigGANConfig", "d_layout"]
 
 #: Image sizes the backbone supports.
 RESOLUTIONS = (32, 64, 128, 256)
@@ -40,6 +40,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: What a field left unset is when no preset sets it.
 DEFAULTS: dict[str, Any] = {"g_ch": 64, "d_ch": 64, "z_dim": 128, "shared_dim": 0, "hier": False, "g_attn": (),
                             "d_attn": (), "sn_eps": 1e-8, "init": "ortho"}
+
+
+def d_layout(resolution: int) -> list[tuple[int, bool]]:
+    """``(output resolution, downsample)`` of each D block at image size ``resolution``: halving to
+    4x4 then one block at 4x4, or at 32 px the CIFAR layout (two halvings to 8, two blocks at 8)."""
+    count = len(D_MULTIPLIERS[resolution])
+    down = [True, True, False, False] if resolution == 32 else [True] * (count - 1) + [False]
+    layout, res = [], resolution
+    for d in down:
+        res = res // 2 if d else res
+        layout.append((res, d))
+    return layout
 
 
 def _resolutions(value: Any) -> tuple[int, ...] | None:
@@ -115,18 +127,9 @@ class BigGANConfig:
 
     def d_channels(self) -> list[tuple[int, int, int, bool]]:
         """``(in, out, output resolution, downsample)`` of each D block."""
-        R = self._resolution
-        outs = [self.d_ch * k for k in D_MULTIPLIERS[R]]
+        outs = [self.d_ch * k for k in D_MULTIPLIERS[self._resolution]]
         ins = [self.channels, *outs[:-1]]
-        if R == 32:  # the CIFAR layout: two halvings to 8, then two blocks at 8
-            down = [True, True, False, False]
-        else:
-            down = [True] * (len(outs) - 1) + [False]
-        blocks, res = [], R
-        for c_in, c_out, d in zip(ins, outs, down):
-            res = res // 2 if d else res
-            blocks.append((c_in, c_out, res, d))
-        return blocks
+        return [(c_in, c_out, res, down) for c_in, c_out, (res, down) in zip(ins, outs, d_layout(self._resolution))]
 
     @property
     def _resolution(self) -> int:

@@ -1,0 +1,112 @@
+"""BigGAN-PyTorch's state dicts (``G.pth``, ``G_ema.pth``, ``D.pth``) in gancore's names, and the config they imply."""
+
+import re
+from typing import Mapping
+
+import torch
+from torch import Tensor
+
+from gancore_biggan.config import D_MULTIPLIERS, G_MULTIPLIERS, d_layout
+
+__all__ = ["ReferenceFormatError", "config_from_reference", "convert_d", "convert_g"]
+
+
+class ReferenceFormatError(ValueError):
+    """A state dict that is not BigGAN-PyTorch's, or uses a setting the backbone does not reproduce."""
+
+
+#: Their spectral norm's buffers (one singular value) and their batch norm's statistics, by our names.
+_RENAMES = (("u0", "u"), ("sv0", "sv"), ("stored_mean", "running_mean"), ("stored_var", "running_var"),
+            ("conv_sc", "shortcut"))
+
+
+def _leaf(name: str) -> str:
+    for theirs, ours in _RENAMES:
+        name = re.sub(rf"(^|\.){theirs}(\.|$)", rf"\g<1>{ours}\g<2>", name)
+    return name
+
+
+def _check_sn(state: Mapping[str, Tensor]) -> None:
+    several = sorted(k for k in state if re.search(r"\.(u|sv)[1-9]$", k))
+    if several:
+        raise ReferenceFormatError(f"spectral norm with several singular values ({several[0]}, ...): "
+                                   "the biggan backbone keeps one (num_G_SVs = num_D_SVs = 1)")
+
+
+def convert_g(state: Mapping[str, Tensor], resolution: int) -> dict[str, Tensor]:
+    """A BigGAN-PyTorch ``Generator`` state dict in the names of :class:`BigGANGenerator`."""
+    _check_sn(state)
+    resolutions = [8 * 2**i for i in range(len(G_MULTIPLIERS[resolution]) - 1)]
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        match = re.fullmatch(r"blocks\.(\d+)\.(\d)\.(.+)", key)
+        if match:
+            index, slot, rest = int(match.group(1)), match.group(2), match.group(3)
+            group = "blocks" if slot == "0" else "attention"
+            name = f"{group}.b{resolutions[index]}.{_leaf(rest)}"
+        elif key.startswith("output_layer.0."):
+            name = "output_bn." + _leaf(key.removeprefix("output_layer.0."))
+        elif key.startswith("output_layer.2."):
+            name = "torgb." + _leaf(key.removeprefix("output_layer.2."))
+        elif key.startswith(("linear.", "shared.")):
+            name = _leaf(key)
+        else:
+            raise ReferenceFormatError(f"G: tensor {key!r} is not one of BigGAN-PyTorch's Generator")
+        out[name] = value
+    return out
+
+
+def convert_d(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A BigGAN-PyTorch ``Discriminator`` state dict in the names of :class:`BigGANDiscriminator`."""
+    _check_sn(state)
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        match = re.fullmatch(r"blocks\.(\d+)\.(\d)\.(.+)", key)
+        if match:
+            index, slot, rest = match.group(1), match.group(2), match.group(3)
+            name = f"blocks.{index}.{_leaf(rest)}" if slot == "0" else f"attention.{index}.{_leaf(rest)}"
+        elif key.startswith(("linear.", "embed.")):
+            name = _leaf(key)
+        else:
+            raise ReferenceFormatError(f"D: tensor {key!r} is not one of BigGAN-PyTorch's Discriminator")
+        out[name] = value
+    return out
+
+
+def config_from_reference(G: Mapping[str, Tensor], D: Mapping[str, Tensor]) -> dict:
+    """The ``[backbone]`` settings (and ``resolution``, ``channels``, ``c_dim``) that G's and D's
+    state dicts were made with, read from their tensor shapes."""
+    try:
+        bottom = G["linear.weight"].shape[0] // 16
+        blocks = 1 + max(int(m.group(1)) for k in G if (m := re.match(r"blocks\.(\d+)\.", k)))
+        resolution = next(r for r, m in G_MULTIPLIERS.items() if len(m) - 1 == blocks)
+        g_ch = bottom // G_MULTIPLIERS[resolution][0]
+        d_ch = D["blocks.0.0.conv2.weight"].shape[0] // D_MULTIPLIERS[resolution][0]
+        channels = G["output_layer.2.weight"].shape[0]
+        shared = "shared.weight" in G
+        gain = G["blocks.0.0.bn1.gain.weight"]
+        if shared:
+            c_dim, shared_dim = G["shared.weight"].shape
+            z_chunk = gain.shape[1] - shared_dim
+        else:
+            c_dim, shared_dim, z_chunk = gain.shape[0], 0, 0
+        hier = z_chunk > 0
+        z_dim = G["linear.weight"].shape[1] * ((blocks + 1) if hier else 1)
+    except (KeyError, StopIteration, ValueError) as exc:
+        raise ReferenceFormatError(f"not BigGAN-PyTorch's Generator/Discriminator state dicts ({exc!r})") from None
+    g_res = [8 * 2**i for i in range(blocks)]
+    g_attn = sorted({g_res[int(m.group(1))] for k in G if (m := re.match(r"blocks\.(\d+)\.1\.gamma$", k))})
+    d_res = [res for res, _ in d_layout(resolution)]
+    d_attn = sorted({d_res[int(m.group(1))] for k in D if (m := re.match(r"blocks\.(\d+)\.1\.gamma$", k))})
+    d_wide = D["blocks.0.0.conv1.weight"].shape[0] == D["blocks.0.0.conv2.weight"].shape[0]
+    return {"resolution": resolution, "channels": channels, "c_dim": int(c_dim), "g_ch": g_ch, "d_ch": d_ch,
+            "z_dim": z_dim, "shared_dim": int(shared_dim), "hier": hier, "g_attn": g_attn, "d_attn": d_attn,
+            "d_wide": d_wide}
+
+
+def load_reference(path: str) -> dict[str, Tensor]:
+    """A ``.pth`` state dict, read with ``torch.load(weights_only=True)`` (no code runs)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ReferenceFormatError(f"{path}: not a state dict of tensors")
+    return dict(state)
