@@ -239,6 +239,24 @@ class TrainConfig:
     g_reg_interval: int = attrs.field(default=4, validator=ge(1))
     ema_kimg: float = attrs.field(default=10.0, validator=ge(0.0))
     ema_rampup: float | None = attrs.field(default=0.05, validator=gt(0.0))
+    #: G_ema's decay per step (BigGAN's 0.9999); None: NVIDIA's half-life of ``ema_kimg`` thousand images.
+    ema_decay: float | None = attrs.field(default=None, validator=attrs.validators.optional([ge(0.0), lt(1.0)]))
+    #: Steps during which G_ema simply copies G (BigGAN's ``ema_start``).
+    ema_start: int = attrs.field(default=0, validator=ge(0))
+    #: G_ema's buffers (batch-norm statistics, spectral-norm vectors): ``copy`` G's (NVIDIA) or
+    #: ``average`` them like the weights (BigGAN).
+    ema_buffers: str = attrs.field(default="copy", validator=one_of("copy", "average"))
+    #: D steps per G step, each on a real batch of its own (BigGAN's ``num_D_steps``).
+    d_steps: int = attrs.field(default=1, validator=ge(1))
+    #: Adam's epsilon.
+    adam_eps: float = attrs.field(default=1e-8, validator=gt(0.0))
+    #: Lazy regularisation's scaling of lr and betas: ``always`` (NVIDIA's loop: by the interval,
+    #: whether or not the regulariser runs) or ``active`` (only for a network whose lazy regulariser
+    #: is on: R1 for D, path length for G; plain Adam otherwise, as BigGAN).
+    lazy_scaling: str = attrs.field(default="always", validator=one_of("always", "active"))
+    #: The labels of the fakes in a conditional run: ``real`` (those of the step's real batch) or
+    #: ``uniform`` (drawn uniformly, independently of it, as BigGAN does).
+    fake_labels: str = attrs.field(default="real", validator=one_of("real", "uniform"))
     precision: str = attrs.field(default="fp32", validator=one_of("fp32", "bf16"))
     compile: bool = False
     compile_backend: str = "inductor"

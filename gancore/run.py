@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from gancore import checkpoint as ckpt, evaluation, loop
 from gancore.backbone import PLUGIN_MODULE_GROUPS, BackboneSpec, DataInfo, count_parameters
-from gancore.config import META_KEY, ConfigError, DataConfig, RunConfig, apply_overrides, parse_run_config
+from gancore.config import META_KEY, ConfigError, DataConfig, RunConfig, TrainConfig, apply_overrides, parse_run_config
 from gancore.data import DataError, Dataset, build_dataset, epoch_of
 from gancore.data.base import mix_seed
 from gancore.distributed import init_from_environment, is_distributed, rank, rank_slice, world_size
@@ -47,21 +47,31 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def lazy_adam_settings(lr: float, betas: tuple[float, float], interval: int) -> dict[str, Any]:
+def lazy_adam_settings(
+    lr: float, betas: tuple[float, float], interval: int, eps: float = 1e-8, lazy: bool = True
+) -> dict[str, Any]:
     """Adam's ``lr``, ``betas`` and ``eps`` for a network whose regulariser runs every ``interval``
     steps in its own phase.
 
     StyleGAN2's lazy regularisation: lr and betas are scaled by ``interval / (interval + 1)`` so
     the effective update matches a regulariser applied every step. As in NVIDIA's training loop
-    this depends only on the interval, not on whether the regulariser's weight is zero.
+    this depends only on the interval, not on whether the regulariser's weight is zero; with
+    ``lazy`` False (no lazy regulariser runs: ``train.lazy_scaling = "active"``) they are Adam's
+    own, as BigGAN's optimizers are.
     """
-    ratio = interval / (interval + 1)
-    return {"lr": lr * ratio, "betas": (betas[0] ** ratio, betas[1] ** ratio), "eps": 1e-8}
+    ratio = interval / (interval + 1) if lazy else 1.0
+    return {"lr": lr * ratio, "betas": (betas[0] ** ratio, betas[1] ** ratio), "eps": eps}
 
 
-def lazy_adam(params: Any, lr: float, betas: tuple[float, float], interval: int) -> torch.optim.Adam:
-    """Adam with :func:`lazy_adam_settings`."""
-    return torch.optim.Adam(params, **lazy_adam_settings(lr, betas, interval))
+def optimizer_settings(train: TrainConfig, network: str) -> dict[str, Any]:
+    """Adam's settings for ``network`` (``"G"`` or ``"D"``) under ``[train]``: the learning rate,
+    betas and eps, lazily scaled unless ``lazy_scaling = "active"`` and the network's lazy
+    regulariser (path length for G, R1 for D) is off."""
+    if network == "G":
+        lr, interval, on = train.g_lr, train.g_reg_interval, train.pl_weight > 0
+    else:
+        lr, interval, on = train.d_lr, train.d_reg_interval, train.r1_gamma > 0
+    return lazy_adam_settings(lr, train.betas, interval, train.adam_eps, lazy=train.lazy_scaling == "always" or on)
 
 
 class Run:
@@ -216,8 +226,8 @@ class Run:
             # Only the main phases: compiled graphs cannot be differentiated twice (R1, path length).
             run.G_main = torch.compile(run.G, backend=train.compile_backend)
             run.D_main = torch.compile(run.D, backend=train.compile_backend)
-        run.opt_G = lazy_adam(run.G.parameters(), train.g_lr, train.betas, train.g_reg_interval)
-        run.opt_D = lazy_adam(run.D.parameters(), train.d_lr, train.betas, train.d_reg_interval)
+        run.opt_G = torch.optim.Adam(run.G.parameters(), **optimizer_settings(train, "G"))
+        run.opt_D = torch.optim.Adam(run.D.parameters(), **optimizer_settings(train, "D"))
         run.hooks.check_state_round_trip(run)  # when the run is whole: a state may read G_ema or the optimizers
         return run
 
@@ -386,7 +396,8 @@ class Run:
     @property
     def epoch(self) -> int:
         """The data epoch of the current step (0-based)."""
-        return epoch_of(len(self.dataset), self.config.train.batch, self.step) if self.dataset else 0
+        batches = self.step * self.config.train.d_steps  # each D step reads a batch of its own
+        return epoch_of(len(self.dataset), self.config.train.batch, batches) if self.dataset else 0
 
     @property
     def kimg(self) -> float:
@@ -611,8 +622,7 @@ class Run:
             ckpt.load_module(getattr(self, name), checkpoint / f"{name}.safetensors")
         assert self.opt_G is not None and self.opt_D is not None
         train = self.config.train
-        for name, optimizer, lr, interval in (("G", self.opt_G, train.g_lr, train.g_reg_interval),
-                                              ("D", self.opt_D, train.d_lr, train.d_reg_interval)):
+        for name, optimizer in (("G", self.opt_G), ("D", self.opt_D)):
             meta = state["optimizers"].get(name)
             problem = ckpt.optimizer_meta_problem(optimizer, meta)
             if problem:
@@ -620,7 +630,7 @@ class Run:
             ckpt.load_optimizer(optimizer, checkpoint / f"optim-{name}.safetensors", meta)
             # The config's settings, not the saved ones: a resume with --set train.g_lr=... means it.
             for group in optimizer.param_groups:
-                group.update(lazy_adam_settings(lr, train.betas, interval))
+                group.update(optimizer_settings(train, name))
         extra = ckpt.read_tensors(checkpoint / "run.safetensors")
         self.rng.set_state(extra["rng.run"])
         torch.set_rng_state(extra["rng.torch"])

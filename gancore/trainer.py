@@ -121,13 +121,16 @@ class Trainer:
 
     # -- one iteration ------------------------------------------------------------------------
 
-    def real_batch(self) -> tuple[Tensor, Tensor | None]:
-        """This process's slice of the current step's real batch, and its labels.
+    def real_batch(self, number: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """This process's slice of real batch ``number``, and its labels. Each D step reads a batch
+        of its own: the ``j``-th D step of training step ``s`` reads batch ``s * train.d_steps + j``
+        (default: the current step's first).
 
         With ``train.data_workers`` (automatic for data sets that read files) the batches are
         decoded ahead in background processes; they hold the same items either way.
         """
         run = self.run
+        number = run.step * run.config.train.d_steps if number is None else number
         assert run.dataset is not None, "this run was built without a data set"
         train = run.config.train
         batch = train.batch
@@ -136,9 +139,9 @@ class Trainer:
             if self._stream is None:
                 self._stream = BatchStream(run.dataset, batch, train.seed, rank_slice(batch), workers,
                                            pin_memory=run.device.type == "cuda")
-            x, c = self._stream.get(run.step)
+            x, c = self._stream.get(number)
         else:
-            indices = batch_indices(len(run.dataset), batch, run.step, train.seed)[rank_slice(batch)]
+            indices = batch_indices(len(run.dataset), batch, number, train.seed)[rank_slice(batch)]
             x, c = run.dataset.get(indices)
         x = as_images(x.to(run.device, non_blocking=True))  # 8-bit batches become floats on the device
         return x, None if c is None else c.to(run.device, non_blocking=True)
@@ -158,32 +161,45 @@ class Trainer:
         run.seed_step_streams()
         run.hooks.step_start(run)
         stats: dict[str, float] = {}
-        real, c_real = self.real_batch()
-        rounds = real.shape[0] // train.batch_per_gpu if train.batch_per_gpu else 1
-        reals = list(real.chunk(rounds))
-        labels = list(c_real.chunk(rounds)) if c_real is not None else [None] * rounds
+        first = run.step * train.d_steps
+        real, c_real = self.real_batch(first)
+        reals, labels = self._micro_batches(real, c_real)
         sizes = [r.shape[0] for r in reals]
 
         # NVIDIA's order (training_loop.py): G's phases against the D of the last step, then D's.
         self.phase = "Gmain"
-        scored = self._score_batch(sizes, labels) if rounds > 1 and run.hooks.implemented("gancore_sample_weights") else None
+        scored = self._score_batch(sizes, labels) if len(sizes) > 1 and run.hooks.implemented("gancore_sample_weights") else None
         self._accumulate(stats, "Gmain", self.g_main, [
             dict(batch=n, c_real=c, scored=scored, index=i) for i, (n, c) in enumerate(zip(sizes, labels))
         ])
         if train.pl_weight > 0 and run.step % train.g_reg_interval == 0:
             self._accumulate(stats, "Greg", self.g_reg, [dict(batch=n, c_real=c) for n, c in zip(sizes, labels)])
-        self._accumulate(stats, "Dmain", self.d_main, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
-        if train.r1_gamma > 0 and run.step % train.d_reg_interval == 0:
-            self._accumulate(stats, "Dreg", self.d_reg, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
+        d_stats: list[dict[str, float]] = []
+        for number in range(first, first + train.d_steps):  # each D step on a real batch of its own
+            if number > first:
+                reals, labels = self._micro_batches(*self.real_batch(number))
+            d_stats.append({})
+            self._accumulate(d_stats[-1], "Dmain", self.d_main, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
+            if train.r1_gamma > 0 and number % train.d_reg_interval == 0:
+                self._accumulate(d_stats[-1], "Dreg", self.d_reg, [dict(real=r, c_real=c) for r, c in zip(reals, labels)])
+        for key in dict.fromkeys(k for part in d_stats for k in part):  # means over the D steps that report them
+            values = [part[key] for part in d_stats if key in part]
+            stats[key] = sum(values) / len(values)
         global_batch = real.shape[0] * world_size()
         self.phase = "Gema"
         with record_function("Gema"):
             self.update_ema(global_batch)
-        run.nimg += global_batch
+        run.nimg += global_batch * train.d_steps
         run.hooks.step_end(run, stats)
         run.step += 1
         run.last_stats = stats
         return stats
+
+    def _micro_batches(self, real: Tensor, c_real: Tensor | None) -> tuple[list[Tensor], list[Tensor | None]]:
+        """A real batch and its labels cut into the micro-batches of gradient accumulation."""
+        batch_per_gpu = self.run.config.train.batch_per_gpu
+        rounds = real.shape[0] // batch_per_gpu if batch_per_gpu else 1
+        return list(real.chunk(rounds)), list(c_real.chunk(rounds)) if c_real is not None else [None] * rounds
 
     def _accumulate(
         self, stats: dict[str, float], name: str, phase: Callable[..., dict[str, float]], rounds: Sequence[dict]
@@ -219,17 +235,35 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self, batch: int) -> None:
-        """G_ema <- lerp(G, G_ema, beta) with NVIDIA's half-life in images; ``batch`` is the global batch."""
+        """G_ema <- lerp(G, G_ema, beta); ``batch`` is the global batch.
+
+        ``beta`` is NVIDIA's half-life of ``train.ema_kimg`` thousand images (ramped up), or
+        BigGAN's ``train.ema_decay`` per step; before step ``train.ema_start`` G_ema copies G.
+        Buffers are copied from G, or averaged like the weights (``train.ema_buffers``).
+        """
         run = self.run
         train = run.config.train
-        ema_nimg = train.ema_kimg * 1000
-        if train.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, run.nimg * train.ema_rampup)
-        beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
+        if run.step < train.ema_start:
+            beta = 0.0
+        elif train.ema_decay is not None:
+            beta = train.ema_decay
+        else:
+            ema_nimg = train.ema_kimg * 1000
+            if train.ema_rampup is not None:
+                ema_nimg = min(ema_nimg, run.nimg * train.ema_rampup)
+            beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
         for p_ema, p in zip(run.G_ema.parameters(), run.G.parameters()):
             p_ema.copy_(p.detach().lerp(p_ema, beta))
         for b_ema, b in zip(run.G_ema.buffers(), run.G.buffers()):
-            b_ema.copy_(b)
+            if train.ema_buffers == "average" and b.is_floating_point():
+                b_ema.copy_(b.lerp(b_ema, beta))
+            else:
+                b_ema.copy_(b)
+
+    def fake_labels(self, c_real: Tensor | None) -> Tensor | None:
+        """The labels to give the fakes: the real batch's (``train.fake_labels = "real"``), or None,
+        so that :meth:`~gancore.run.Run.generator_inputs` draws them uniformly (``"uniform"``)."""
+        return c_real if self.run.config.train.fake_labels == "real" else None
 
     # -- what D scores ------------------------------------------------------------------------
 
@@ -259,7 +293,7 @@ class Trainer:
         run = self.run
         stats: dict[str, float] = {}
         with record_function("Dmain"), requires_grad(run.G, False):
-            inputs = run.generator_inputs(real.shape[0], c_real)
+            inputs = run.generator_inputs(real.shape[0], self.fake_labels(c_real))
             g_features = None
             with torch.no_grad(), run.autocast():
                 if run.hooks.wants("gancore_d_loss", "g_features"):
@@ -332,7 +366,7 @@ class Trainer:
                 stream = _RandomState.capture(run)
                 scored.rng_states[index].restore(run)  # the scored fakes again: same noise, mixing, augmentation
             else:
-                inputs = run.generator_inputs(batch, c_real)
+                inputs = run.generator_inputs(batch, self.fake_labels(c_real))
             with run.autocast():
                 fake = run.G_main(inputs["z"], inputs["c"], inputs["cond"]).float()
             hook = "gancore_g_loss"
@@ -381,7 +415,7 @@ class Trainer:
         inputs, states, seen_parts, score_parts, fake_parts = [], [], [], [], []
         with torch.no_grad(), buffers_restored(run.G, run.D):
             for n, c in zip(sizes, labels):
-                inputs.append(run.generator_inputs(n, c))
+                inputs.append(run.generator_inputs(n, self.fake_labels(c)))
                 states.append(_RandomState.capture(run))
                 with run.autocast():
                     fake = run.G_main(inputs[-1]["z"], inputs[-1]["c"], inputs[-1]["cond"]).float()
@@ -409,7 +443,8 @@ class Trainer:
         stats: dict[str, float] = {}
         with record_function("Greg"), requires_grad(run.D, False):
             pl_batch = max(batch // train.pl_batch_shrink, 1)
-            inputs = run.generator_inputs(pl_batch, None if c_real is None else c_real[:pl_batch])
+            c_fake = self.fake_labels(c_real)
+            inputs = run.generator_inputs(pl_batch, None if c_fake is None else c_fake[:pl_batch])
             ws = run.G.mix_styles(run.G.mapping(inputs["z"], inputs["c"]), inputs["z"], inputs["c"])
             if not ws.requires_grad:
                 ws.requires_grad_(True)
