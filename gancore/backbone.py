@@ -245,13 +245,18 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
 
     #: Draws the extra inputs the run's plugins feed G (set by ``gancore.from_pretrained``).
     cond_source: "Callable[[int, torch.Generator], Mapping[str, Tensor]] | None" = None
+    #: How the batch norms normalise when sampling, and the standing statistics' passes (the run's
+    #: ``train.sample_bn`` and ``train.standing_passes``, set by ``gancore.from_pretrained``).
+    sample_bn: str = "running"
+    standing_passes: int = 16
 
     def sample(self, n: int, seed: int = 0, c: Tensor | None = None, **cond: Tensor) -> Tensor:
         """``n`` samples on the CPU from the fixed latents of ``seed`` (the same as the run's own
         ``run.sample(n, seed)``); ``c`` gives labels, ``cond`` inputs such as ``heatmap=...``."""
         from gancore.sampling import draw_samples
 
-        return draw_samples(self, n, seed, c, cond, self.cond_source)
+        return draw_samples(self, n, seed, c, cond, self.cond_source, batch_norm=self.sample_bn,
+                            standing_passes=self.standing_passes)
 
     # -- plugin modules -----------------------------------------------------------------------
 

@@ -254,6 +254,11 @@ class TrainConfig:
     #: whether or not the regulariser runs) or ``active`` (only for a network whose lazy regulariser
     #: is on: R1 for D, path length for G; plain Adam otherwise, as BigGAN).
     lazy_scaling: str = attrs.field(default="always", validator=one_of("always", "active"))
+    #: How G_ema's batch norms normalise when it samples (grids, metrics, ``from_pretrained``):
+    #: ``running`` statistics, each ``batch``'s own (BigGAN's CIFAR numbers), or ``standing``
+    #: statistics re-estimated over ``standing_passes`` fresh batches first.
+    sample_bn: str = attrs.field(default="running", validator=one_of("running", "batch", "standing"))
+    standing_passes: int = attrs.field(default=16, validator=ge(1))
     #: The labels of the fakes in a conditional run: ``real`` (those of the step's real batch) or
     #: ``uniform`` (drawn uniformly, independently of it, as BigGAN does).
     fake_labels: str = attrs.field(default="real", validator=one_of("real", "uniform"))

@@ -224,6 +224,8 @@ def from_pretrained(
     network.eval()
     if component != "D":
         network.cond_source = lambda size, rng: run.hooks.generator_inputs(run, size, rng)
+        network.sample_bn = run.config.train.sample_bn
+        network.standing_passes = run.config.train.standing_passes
     return network
 
 

@@ -549,8 +549,10 @@ class Run:
         inputs yourself (e.g. EqGAN-SA's ``heatmap``), each ``[n, ...]``; they replace what the
         plugins would draw, and the rest is drawn as usual.
         """
+        train = self.config.train
         return draw_samples(
-            getattr(self, network), n, seed, c, cond, lambda size, rng: self.hooks.generator_inputs(self, size, rng)
+            getattr(self, network), n, seed, c, cond, lambda size, rng: self.hooks.generator_inputs(self, size, rng),
+            batch_norm=train.sample_bn, standing_passes=train.standing_passes,
         )
 
     def save_sample_grid(self, path: Path, n: int | None = None) -> Path:

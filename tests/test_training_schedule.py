@@ -112,3 +112,58 @@ def test_fake_labels_follow_the_real_batch_or_are_drawn_uniformly(register_plugi
     c_real, c_fake = spy.pairs[0]
     assert c_fake.shape == c_real.shape == (32, 10) and torch.equal(c_fake.sum(1), torch.ones(32))
     assert torch.equal(c_real, c_fake) == (mode == "real")
+
+
+class BatchNormOnly(torch.nn.Module):
+    """A 'generator' that batch-normalises its latents: its samples show which statistics were used."""
+
+    z_dim, c_dim = 3, 0
+
+    def __init__(self):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(3)
+
+    def forward(self, z, c=None, cond=None):
+        return self.bn(z.view(-1, 3, 1, 1)).flatten(1)
+
+
+def test_sampling_with_running_batch_or_standing_statistics():
+    from gancore.sampling import STANDING_SEED_OFFSET, draw_samples
+
+    G = BatchNormOnly()
+    with torch.no_grad():
+        G.bn.running_mean.fill_(0.5)
+        G.bn.running_var.fill_(4.0)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    rng = torch.Generator().manual_seed(7)
+    z = torch.cat([torch.randn(5, 3, generator=rng) for _ in range(2)])  # drawn chunk by chunk
+    eps = G.bn.eps
+    running = draw_samples(G, 10, seed=7, chunk=5)
+    torch.testing.assert_close(running, (z - 0.5) / (4.0 + eps) ** 0.5)
+    batch = draw_samples(G, 10, seed=7, chunk=5, batch_norm="batch")
+    for part, out in zip(z.split(5), batch.split(5)):  # each chunk by its own statistics
+        torch.testing.assert_close(out, (part - part.mean(0)) / (part.var(0, unbiased=False) + eps) ** 0.5)
+    standing = draw_samples(G, 10, seed=7, chunk=5, batch_norm="standing", standing_passes=3)
+    rng = torch.Generator().manual_seed(7 + STANDING_SEED_OFFSET)
+    passes = [torch.randn(5, 3, generator=rng) for _ in range(3)]
+    mean = torch.stack([p.mean(0) for p in passes]).mean(0)
+    var = torch.stack([p.var(0) for p in passes]).mean(0)  # batch norm keeps the unbiased variance
+    torch.testing.assert_close(standing, (z - mean) / (var + eps) ** 0.5)
+    for key, value in G.state_dict().items():  # sampling leaves no trace
+        assert torch.equal(value, before[key]), key
+    assert G.bn.momentum == 0.1 and G.training and G.bn.training  # modes as they were
+    with pytest.raises(ValueError, match="batch_norm must be one of running, batch, standing"):
+        draw_samples(G, 2, batch_norm="moving")
+
+
+def test_runs_and_exported_models_sample_with_the_configured_statistics(tmp_path):
+    from gancore.pretrained import export, from_pretrained
+    from gancore.sampling import draw_samples
+
+    run = Run.build(make_tiny_config("dcgan", sample_bn="batch", checkpoint_every=2), out_dir=tmp_path / "run").train()
+    torch.testing.assert_close(run.sample(8), draw_samples(run.G_ema, 8, batch_norm="batch"))
+    assert not torch.allclose(run.sample(8), draw_samples(run.G_ema, 8))
+    export(tmp_path / "run", tmp_path / "model")
+    G = from_pretrained(tmp_path / "model")
+    assert (G.sample_bn, G.standing_passes) == ("batch", 16)
+    torch.testing.assert_close(G.sample(8), run.sample(8))

@@ -108,6 +108,7 @@ class ClassBatchNorm(nn.Module):
         else:
             self.gain = SNLinear(y_dim, channels, bias=False, eps=sn_eps)
             self.bias = SNLinear(y_dim, channels, bias=False, eps=sn_eps)
+        self.momentum = 0.1
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
 
@@ -115,7 +116,7 @@ class ClassBatchNorm(nn.Module):
         """Normalise ``x`` ``[N, C, H, W]`` and scale and shift it per sample by ``y``."""
         gain = (1 + self.gain(y)).view(y.shape[0], -1, 1, 1)
         bias = self.bias(y).view(y.shape[0], -1, 1, 1)
-        out = F.batch_norm(x, self.running_mean, self.running_var, None, None, self.training, 0.1, self.eps)
+        out = F.batch_norm(x, self.running_mean, self.running_var, None, None, self.training, self.momentum, self.eps)
         return out * gain + bias
 
 
@@ -127,12 +128,14 @@ class GainBatchNorm(nn.Module):
         self.channels, self.eps = channels, eps
         self.gain = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+        self.momentum = 0.1
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Normalise ``x`` ``[N, C, H, W]`` (``y`` is ignored: the signature of :class:`ClassBatchNorm`)."""
-        return F.batch_norm(x, self.running_mean, self.running_var, self.gain, self.bias, self.training, 0.1, self.eps)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.gain, self.bias, self.training, self.momentum,
+                            self.eps)
 
 
 def init_weights(module: nn.Module, style: str) -> None:
