@@ -3,7 +3,7 @@
 import difflib
 import importlib.metadata as metadata
 import inspect
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import attrs
 import pluggy
@@ -12,6 +12,9 @@ from gancore import hookspecs
 from gancore.backbone import CAPABILITIES, BackboneSpec
 from gancore.metrics.extractors import FeatureExtractor, builtin_extractors
 from gancore.plugin_errors import HookError, PluginError, PluginKindError, UnknownPluginError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = [
     "ENTRY_POINT_GROUP",
