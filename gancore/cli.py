@@ -164,19 +164,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if source.exists() and not is_exported(source):
         run = Run.for_sampling(source)
-        what, draw = f"step {run.step}", lambda: run.sample(args.n, seed=args.seed, cond=cond)
+        what, c_dim = f"step {run.step}", run.data_info.c_dim
+        draw = lambda n, c: run.sample(n, seed=args.seed, c=c, cond=cond)  # noqa: E731
     else:  # an exported folder or a Hub repo
         G = from_pretrained(args.source)
-        what, draw = args.source, lambda: G.sample(args.n, seed=args.seed, **(cond or {}))
+        what, c_dim = args.source, G.c_dim
+        draw = lambda n, c: G.sample(n, seed=args.seed, c=c, **(cond or {}))  # noqa: E731
+    labels, columns = None, None
+    if args.classes is not None or (c_dim > 0 and cond is None):  # one row per class
+        from gancore.metrics.conditional import class_labels
+
+        if c_dim == 0:
+            return _fail(f"--class: {what} is unconditional (it has no classes)", EXIT_USAGE)
+        try:
+            classes = [int(k) for k in args.classes.split(",") if k.strip()] if args.classes is not None else None
+            columns = args.n if classes is not None else max(1, args.n // c_dim)
+            labels = class_labels(c_dim, columns, classes)
+        except ValueError as exc:
+            return _fail(f"--class {args.classes}: {exc}", EXIT_USAGE)
     try:
-        samples = draw()
+        samples = draw(len(labels) if labels is not None else args.n, labels)
     except ValueError as exc:
         return _fail(f"--cond {args.cond}: {exc}", EXIT_USAGE)
     try:
-        path = save_samples(Path(args.out), samples)
+        path = save_samples(Path(args.out), samples, columns=columns if samples.ndim == 4 else None)
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    print(f"wrote {args.n} samples of {what} to {path}")
+    rows = f" ({len(samples) // columns} classes, one per row)" if columns else ""
+    print(f"wrote {len(samples)} samples of {what}{rows} to {path}")
     return 0
 
 
@@ -187,27 +202,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from gancore.data import build_dataset
     from gancore.metrics.evaluate import default_cache_dir
+    from gancore.evaluation import measure_conditional
     from gancore.metrics.generative import METRICS
     from gancore.metrics.memorisation import D_METRICS, memorisation
+    from gancore.metrics.names import CONDITIONAL_METRICS
     from gancore.pretrained import load_run
     from gancore.run import resolve_device
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    unknown = [m for m in metrics if m not in METRICS + D_METRICS]
+    known = METRICS + CONDITIONAL_METRICS + D_METRICS
+    unknown = [m for m in metrics if m not in known]
     if unknown or not metrics:
-        return _fail(f"--metrics: unknown {unknown or 'none given'}; known: {', '.join(METRICS + D_METRICS)}",
-                     EXIT_USAGE)
+        return _fail(f"--metrics: unknown {unknown or 'none given'}; known: {', '.join(known)}", EXIT_USAGE)
     if args.n <= 1:
         return _fail(f"--n must be > 1, got {args.n}", EXIT_USAGE)
     of_samples = [m for m in metrics if m in METRICS]
-    components = ("G_ema", "D") if len(of_samples) < len(metrics) else ("G_ema",)
+    conditional = [m for m in metrics if m in CONDITIONAL_METRICS]
+    components = ("G_ema", "D") if any(m in D_METRICS for m in metrics) else ("G_ema",)
     run = load_run(args.source, components=components).to(resolve_device(args.device))
     if of_samples and not run.data_info.is_image:
         return _fail(f"{args.source}: FID, KID and precision/recall measure images; this model makes points", EXIT_USAGE)
     data_config = attrs.evolve(run.config.data, path=args.data_path) if args.data_path else run.config.data
     split = args.split or run.config.train.metrics_split
     reference_config = attrs.evolve(data_config, split=split, max_items=None, xflip=False) if split else data_config
-    if len(of_samples) < len(metrics) and reference_config.split == data_config.split:
+    if conditional and run.data_info.c_dim == 0:
+        return _fail(f"--metrics {', '.join(conditional)}: {args.source} is unconditional (it has no classes)",
+                     EXIT_USAGE)
+    if conditional:
+        reference_config = attrs.evolve(reference_config, labels=True)
+    if any(m in D_METRICS for m in metrics) and reference_config.split == data_config.split:
         return _fail(f"--metrics memorisation compares D on its training images with images it never saw; "
                      f"give --split with a split other than the training data's {data_config.split!r}", EXIT_USAGE)
     source = Path(args.source)
@@ -226,7 +249,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         protocol = evaluation.protocol
         print(f"{args.source} (step {run.step}), {protocol['extractor']} features, {args.n} samples "
               f"vs {protocol['real_samples']} real ({protocol['reference']})")
-    if len(of_samples) < len(metrics):
+    if conditional:
+        figures, per_class = measure_conditional(run, conditional, args.n, args.seed, args.extractor, reference)
+        results.update(figures)
+        protocol.update(per_class)
+        for metric, entry in per_class.items():
+            print(f"{metric} per class ({entry['samples_per_class']} samples each): "
+                  + ", ".join(f"{k}: {v:.4g}" for k, v in enumerate(entry["per_class"])))
+    if any(m in D_METRICS for m in metrics):
         results.update(memorisation(run.D, build_dataset(data_config), reference, args.n, run.device))
         protocol["memorisation"] = (f"D's mean score on up to {args.n} of its training images minus on as many of "
                                     f"the {reference_config.split} split")
@@ -455,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
+    p.add_argument("--class", dest="classes", metavar="K[,K...]",
+                   help="conditional models: --n samples of each of these classes, one row per class (default: "
+                        "every class, --n samples in all)")
     p.add_argument("--cond", metavar="FILE.safetensors",
                    help="G's extra inputs given yourself (e.g. EqGAN-SA's heatmap), one tensor per key, N rows each")
     p.set_defaults(func=cmd_sample)
@@ -462,8 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure a generator: FID, KID, precision/recall against its data set")
     p.add_argument("source", help="run folder, checkpoint folder, exported folder or Hub repo id")
     p.add_argument("--metrics", default="fid,kid,pr",
-                   help="comma-separated: fid, kid, pr, memorisation (D's score on its training images minus on "
-                        "held-out ones; needs --split) (default fid,kid,pr)")
+                   help="comma-separated: fid, kid, pr; class_accuracy, intra_fid (conditional models); memorisation "
+                        "(D's score on its training images minus on held-out ones; needs --split) (default fid,kid,pr)")
     p.add_argument("--n", type=int, default=10000, help="generated samples and real reference items (default 10000)")
     p.add_argument("--extractor", help="feature extractor (default: fmnist for Fashion-MNIST, else inception)")
     p.add_argument("--seed", type=int, default=0, help="latent seed of the samples (default 0)")

@@ -211,12 +211,14 @@ class DataConfig:
 
 
 def _known_metrics(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    from gancore.metrics.names import CONDITIONAL_METRICS
     from gancore.metrics.generative import METRICS
     from gancore.metrics.memorisation import D_METRICS
 
-    unknown = [m for m in value if m not in METRICS + D_METRICS]
+    known = METRICS + CONDITIONAL_METRICS + D_METRICS
+    unknown = [m for m in value if m not in known]
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS + D_METRICS)}")
+        raise ValueError(f"unknown metrics {unknown}; known: {', '.join(known)}")
 
 
 @attrs.frozen(kw_only=True)
@@ -563,12 +565,22 @@ def parse_run_config(
 
 def _metrics_problems(data: DataConfig, train: TrainConfig) -> list[str]:
     """What is wrong between ``train.metrics`` and the data they are measured on."""
+    from gancore.metrics.names import CLASSIFIERS, CONDITIONAL_METRICS
     from gancore.metrics.memorisation import MEMORISATION
 
+    problems = []
     if MEMORISATION in train.metrics and train.metrics_split in (None, data.split):
-        return [f"train.metrics: {MEMORISATION!r} compares D on its training images with images it never saw; "
-                f"set train.metrics_split to a split other than data.split {data.split!r} (for example \"test\")"]
-    return []
+        problems.append(f"train.metrics: {MEMORISATION!r} compares D on its training images with images it never "
+                        f"saw; set train.metrics_split to a split other than data.split {data.split!r} (for example "
+                        f"\"test\")")
+    conditional = [m for m in train.metrics if m in CONDITIONAL_METRICS]
+    if conditional and not data.labels:
+        problems.append(f"train.metrics: {', '.join(map(repr, conditional))} measure a class-conditional G; "
+                        "set data.labels = true")
+    if "class_accuracy" in train.metrics and data.name not in CLASSIFIERS:
+        problems.append(f"train.metrics: 'class_accuracy' needs a classifier of the data set; none ships for "
+                        f"{data.name!r} (only for {', '.join(CLASSIFIERS)})")
+    return problems
 
 
 def structure_section(data: Any, cls: type, path: str, problems: list[str]) -> Any:

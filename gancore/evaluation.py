@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from gancore.config import DataConfig, RunConfig
     from gancore.metrics.evaluate import Evaluation
 
-__all__ = ["EvaluatedRun", "evaluate", "keep_best", "measure", "reference_data"]
+__all__ = ["EvaluatedRun", "evaluate", "keep_best", "measure", "measure_conditional", "reference_data"]
 
 
 class EvaluatedRun(Protocol):
@@ -52,6 +52,8 @@ def evaluate(run: EvaluatedRun) -> dict[str, float]:
     """
     if run.dataset is None:
         return {}
+    from gancore.metrics.names import CONDITIONAL_METRICS
+    from gancore.metrics.generative import METRICS
     from gancore.metrics.memorisation import D_METRICS, memorisation
 
     config = run.config.train
@@ -59,12 +61,17 @@ def evaluate(run: EvaluatedRun) -> dict[str, float]:
     results: dict[str, float] = {}
     if run.dataset.has_quality_metrics:
         results.update(run.dataset.quality_metrics(run.sample(config.eval_samples, seed=seed)) or {})
-    of_samples = [m for m in config.metrics if m not in D_METRICS]
+    of_samples = [m for m in config.metrics if m in METRICS]
     if of_samples and run.data_info.is_image:
         evaluation = measure(run, of_samples, config.eval_samples, seed)
         results.update(evaluation.metrics)
         run.metrics_protocol = evaluation.protocol
-    if len(of_samples) < len(config.metrics):
+    conditional = [m for m in config.metrics if m in CONDITIONAL_METRICS]
+    if conditional:
+        figures, per_class = measure_conditional(run, conditional, config.eval_samples, seed)
+        results.update(figures)
+        run.metrics_protocol = {**run.metrics_protocol, **per_class}
+    if any(m in D_METRICS for m in config.metrics):
         reference_config, held_out = reference_data(run)
         results.update(memorisation(run.D, run.dataset, held_out, config.eval_samples, run.device))
         run.metrics_protocol = {**run.metrics_protocol, "memorisation": (
@@ -91,20 +98,63 @@ def measure(
     features are cached in ``cache_dir`` (default: ``<run>/reference``, or the user cache folder),
     under ``data_config``, the settings ``dataset`` was built from (default: the run's ``[data]``)."""
     from gancore.metrics.evaluate import default_cache_dir, evaluate as evaluate_features
-    from gancore.metrics.extractors import default_extractor
 
     if dataset is None:
         data_config, dataset = reference_data(run)
     data_config = data_config if data_config is not None else run.config.data
-    name = extractor or run.config.train.metrics_extractor or default_extractor(run.config.data.name)
-    if run.extractor is None or run.extractor[0] != name:
-        run.extractor = (name, run.manager.feature_extractor(name, run.device))
+    name = _load_extractor(run, extractor)
     if cache_dir is None:
         cache_dir = run.out_dir / "reference" if run.out_dir is not None else default_cache_dir()
     return evaluate_features(
         lambda count, s: run.sample(count, seed=s), dataset, data_config, name, run.extractor[1],
         tuple(metrics), n, seed, cache_dir,
     )
+
+
+def _load_extractor(run: EvaluatedRun, extractor: str | None) -> str:
+    """Load the feature extractor ``extractor`` (default: ``train.metrics_extractor``, else the data
+    set's) into ``run.extractor`` unless it is there; its name."""
+    from gancore.metrics.extractors import default_extractor
+
+    name = extractor or run.config.train.metrics_extractor or default_extractor(run.config.data.name)
+    if run.extractor is None or run.extractor[0] != name:
+        run.extractor = (name, run.manager.feature_extractor(name, run.device))
+    return name
+
+
+def measure_conditional(
+    run: EvaluatedRun, metrics: Sequence[str], n: int, seed: int = 0, extractor: str | None = None,
+    reference: Dataset | None = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """``class_accuracy`` and/or ``intra_fid`` of G_ema with ``n // c_dim`` samples per class
+    (latents of ``seed``): the means over classes as ``Metrics/...``, and each class's value with
+    how it was measured (for the protocol). ``reference`` (default: :func:`reference_data`) must
+    return labels; ``extractor`` as in :func:`measure`."""
+    from gancore.metrics.conditional import class_accuracy, intra_fid, load_classifier
+
+    c_dim = run.data_info.c_dim
+    if c_dim == 0:
+        raise ValueError(f"{', '.join(metrics)}: the model is unconditional (no classes)")
+    per_class = max(2, n // c_dim)
+
+    def sample(labels: "torch.Tensor", s: int) -> "torch.Tensor":
+        return run.sample(len(labels), seed=s, c=labels)
+
+    figures: dict[str, float] = {}
+    protocol: dict[str, Any] = {}
+    if "class_accuracy" in metrics:
+        mean, each = class_accuracy(sample, load_classifier(run.config.data.name, run.device), c_dim, per_class, seed)
+        figures["Metrics/class_accuracy"] = round(mean, 6)
+        protocol["class_accuracy"] = {"per_class": each, "samples_per_class": per_class,
+                                      "classifier": f"the shipped {run.config.data.name} classifier"}
+    if "intra_fid" in metrics:
+        name = _load_extractor(run, extractor)
+        reference = reference if reference is not None else reference_data(run)[1]
+        mean, each = intra_fid(sample, run.extractor[1], reference, c_dim, per_class, seed)
+        figures["Metrics/intra_fid"] = round(mean, 6)
+        protocol["intra_fid"] = {"per_class": each, "samples_per_class": per_class, "extractor": name,
+                                 "reference": f"up to {per_class} items of each class, in data set order"}
+    return figures, protocol
 
 
 def reference_data(run: EvaluatedRun) -> "tuple[DataConfig, Dataset]":

@@ -556,8 +556,16 @@ class Run:
         )
 
     def save_sample_grid(self, path: Path, n: int | None = None) -> Path:
-        """Save a grid (or, for 2-D data, a scatter plot with real points) from the fixed latents."""
+        """Save a grid (or, for 2-D data, a scatter plot with real points) from the fixed latents:
+        ``n`` (default ``train.grid``) samples, for a class-conditional G one row per class."""
         seed = self.config.train.seed + _GRID_SEED_OFFSET
+        c_dim = self.data_info.c_dim
+        if self.data_info.is_image and c_dim > 0:  # one row per class
+            from gancore.metrics.conditional import class_labels
+
+            per_class = max(1, (n or self.config.train.grid) // c_dim)
+            labels = class_labels(c_dim, per_class)
+            return save_samples(path, self.sample(len(labels), seed=seed, c=labels), columns=per_class)
         if self.data_info.is_image:
             return save_samples(path, self.sample(n or self.config.train.grid, seed=seed))
         count = n or 2000

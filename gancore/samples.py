@@ -52,8 +52,8 @@ def scatter_plot(fake: Tensor, real: Tensor | None = None, size: int = 512) -> I
     return image
 
 
-def save_samples(path: Path, fake: Tensor, real: Tensor | None = None) -> Path:
-    """Save images as a grid, or 2-D points as a scatter plot, atomically.
+def save_samples(path: Path, fake: Tensor, real: Tensor | None = None, columns: int | None = None) -> Path:
+    """Save images as a grid (``columns`` wide; default: square), or 2-D points as a scatter plot, atomically.
 
     The format follows the file's extension (``.png``, ``.jpg``, ``.webp``, ...).
     """
@@ -62,5 +62,5 @@ def save_samples(path: Path, fake: Tensor, real: Tensor | None = None) -> Path:
     if image_format is None:
         raise ValueError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
     path.parent.mkdir(parents=True, exist_ok=True)
-    picture = scatter_plot(fake, real) if fake.ndim == 2 else image_grid(fake)
+    picture = scatter_plot(fake, real) if fake.ndim == 2 else image_grid(fake, columns)
     return write_atomically(path, lambda tmp: picture.save(tmp, format=image_format))
