@@ -146,11 +146,11 @@ def test_a_missing_plugin_names_the_package(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(MissingPluginError, match="this model needs gancore-fancy-method; pip install gancore-fancy-method"):
         from_pretrained(folder)
-    config["plugins"], config["backbone"]["name"] = [], "biggan"
-    config["gancore"]["backbone_plugin"] = "biggan"
+    config["plugins"], config["backbone"]["name"] = [], "progan"
+    config["gancore"]["backbone_plugin"] = "progan"
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MissingPluginError, match="this model needs backbone 'biggan' from gancore-biggan "
-                                                 r"\(registered backbones: dcgan, mlp, stylegan2\); pip install gancore-biggan"):
+    with pytest.raises(MissingPluginError, match="this model needs backbone 'progan' from gancore-progan "
+                                                 r"\(registered backbones: biggan, dcgan, mlp, stylegan2\); pip install gancore-progan"):
         from_pretrained(folder)
     # The plugin that registered it is installed, but provides no such backbone: say so, not "install it".
     config["backbone"]["name"], config["gancore"]["backbone_plugin"] = "dcgan_xl", "dcgan"
