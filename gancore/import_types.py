@@ -9,11 +9,25 @@ from gancore.backbone import DataInfo
 from gancore.checkpoint import CheckpointError
 from gancore.pickle_reader import PickledModule, PickledTFNetwork
 
-__all__ = ["CheckpointImportError", "ImportedModel", "ImportedModules", "PublishedCheckpoint"]
+__all__ = ["CheckpointImportError", "ImportedModel", "ImportedModules", "PublishedCheckpoint", "StateDict"]
 
 
 class CheckpointImportError(CheckpointError):
     """A checkpoint that cannot be imported (unknown networks, unmapped tensors, unsupported settings)."""
+
+
+@attrs.frozen
+class StateDict:
+    """A network saved as a plain PyTorch state dict (``torch.save(net.state_dict())``, e.g.
+    BigGAN-PyTorch's ``G.pth``), read with ``torch.load(weights_only=True)``: its tensors by name,
+    and the file it came from."""
+
+    state: Mapping[str, torch.Tensor]
+    file: str
+
+    def tensors(self) -> Mapping[str, torch.Tensor]:
+        """The tensors by their dotted names."""
+        return self.state
 
 
 @attrs.frozen(kw_only=True)
@@ -21,22 +35,22 @@ class PublishedCheckpoint:
     """A published checkpoint as read, before any plugin maps it.
 
     ``networks`` holds the pickled networks by their name in the file (``"G"``, ``"D"``,
-    ``"G_ema"`` for NVIDIA's PyTorch pickles; ``"G"``, ``"D"``, ``"Gs"`` for TF-era ones) as
-    :class:`~gancore.pickle_reader.PickledModule` or
-    :class:`~gancore.pickle_reader.PickledTFNetwork` records; ``extras`` the file's other
+    ``"G_ema"`` for NVIDIA's PyTorch pickles; ``"G"``, ``"D"``, ``"Gs"`` for TF-era ones; ``"G"``,
+    ``"D"``, ``"G_ema"`` for state-dict files) as :class:`~gancore.pickle_reader.PickledModule`,
+    :class:`~gancore.pickle_reader.PickledTFNetwork` or :class:`StateDict` records; ``extras`` the file's other
     entries (e.g. ``training_set_kwargs``).
     """
 
     source: str
     sha256: str
-    networks: Mapping[str, PickledModule | PickledTFNetwork]
+    networks: Mapping[str, PickledModule | PickledTFNetwork | StateDict]
     extras: Mapping[str, Any] = attrs.field(factory=dict)
 
     def tensor_names(self) -> set[str]:
         """Every tensor of every network, as ``"<network>.<dotted name>"``."""
         names: set[str] = set()
         for net_name, net in self.networks.items():
-            if isinstance(net, PickledModule):
+            if isinstance(net, (PickledModule, StateDict)):
                 names.update(f"{net_name}.{key}" for key in net.tensors())
             else:
                 names.update(f"{net_name}.{key}" for key in net.all_variables())

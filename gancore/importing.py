@@ -18,7 +18,7 @@ from gancore.checkpoint import save_module, state_mismatch
 from gancore.config import META_KEY
 from gancore.download import sha256_of
 from gancore.files import write_folder_atomically
-from gancore.import_types import CheckpointImportError, ImportedModel, ImportedModules, PublishedCheckpoint
+from gancore.import_types import CheckpointImportError, ImportedModel, ImportedModules, PublishedCheckpoint, StateDict
 from gancore.model_folder import COMPONENTS, FORMAT_VERSION, INDEX_FILE
 from gancore.pickle_reader import PickledModule, PickledTFNetwork, read_network_pickle
 
@@ -31,6 +31,7 @@ __all__ = [
     "ImportedModel",
     "ImportedModules",
     "PublishedCheckpoint",
+    "StateDict",
     "build_run",
     "import_checkpoint",
     "read_checkpoint",
@@ -41,9 +42,76 @@ __all__ = [
 NVIDIA_NETWORKS: tuple[str, ...] = ("G", "D", "G_ema")
 
 
+#: State-dict files of a network, by network: ``G.pth``, ``D.pth`` and ``G_ema.pth`` (BigGAN-PyTorch's
+#: weights folder); the folder's other ``.pth`` files (optimizers, counters) are training state.
+STATE_DICT_FILES = {"G": "G.pth", "D": "D.pth", "G_ema": "G_ema.pth"}
+
+
+def _load_state_dict(data: bytes | Path, name: str) -> StateDict:
+    """One ``.pth`` state dict, read with ``torch.load(weights_only=True)``: no code of the file runs."""
+    import io
+
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for what it refuses
+        raise CheckpointImportError(f"{name}: not a state dict that loads without running code ({exc})") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointImportError(f"{name}: holds a {type(state).__name__}, not a state dict of tensors")
+    return StateDict(dict(state), name)
+
+
+def _read_state_dicts(path: Path) -> PublishedCheckpoint:
+    """A folder or zip file of state-dict files (:data:`STATE_DICT_FILES`), or one ``.pth`` (a G alone)."""
+    import zipfile
+
+    networks: dict[str, StateDict] = {}
+    if path.is_dir():
+        files = {p.name: p for p in sorted(path.glob("*.pth"))}
+        read = lambda name: files[name]  # noqa: E731
+    elif zipfile.is_zipfile(path) and not _is_torch_zip(path):
+        archive = zipfile.ZipFile(path)
+        files = {Path(n).name: n for n in archive.namelist() if n.endswith(".pth")}
+        read = lambda name: archive.read(files[name])  # noqa: E731
+    else:
+        return PublishedCheckpoint(source=str(path), sha256=sha256_of(path),
+                                   networks={"G": _load_state_dict(path, path.name)})
+    for network, file in STATE_DICT_FILES.items():
+        if file in files:
+            networks[network] = _load_state_dict(read(file), f"{path}/{file}")
+    extras = {name: "training state, not imported" for name in files if name not in STATE_DICT_FILES.values()}
+    if not networks:
+        raise CheckpointImportError(f"{path}: holds none of {', '.join(STATE_DICT_FILES.values())}")
+    digest = sha256_of(path) if path.is_file() else _folder_digest(path, [files[f] for f in STATE_DICT_FILES.values()
+                                                                          if f in files])
+    return PublishedCheckpoint(source=str(path), sha256=digest, networks=networks, extras=extras)
+
+
+def _is_torch_zip(path: Path) -> bool:
+    """Whether a zip file is one ``torch.save`` archive (``<name>/data.pkl`` inside), not a zip of files."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/data.pkl") for name in archive.namelist())
+
+
+def _folder_digest(folder: Path, files: list[Path]) -> str:
+    """The sha256 of the networks' files of a folder, in name order (the folder's identity)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in sorted(files):
+        digest.update(file.name.encode() + bytes.fromhex(sha256_of(file)))
+    return digest.hexdigest()
+
+
 def read_checkpoint(path: str | Path) -> PublishedCheckpoint:
-    """Read a published checkpoint file safely into a :class:`PublishedCheckpoint`."""
+    """Read a published checkpoint safely into a :class:`PublishedCheckpoint`: a network pickle
+    (NVIDIA's), or state dicts (a ``.pth`` file, or a folder or zip of ``G.pth``, ``D.pth``,
+    ``G_ema.pth`` as BigGAN-PyTorch saves them)."""
     path = Path(path)
+    if path.is_dir() or path.suffix in (".pth", ".pt", ".zip"):
+        return _read_state_dicts(path)
     value = read_network_pickle(path)
     if isinstance(value, tuple) and len(value) == 3 and all(isinstance(v, PickledTFNetwork) for v in value):
         networks: dict[str, Any] = dict(zip(("G", "D", "Gs"), value))
@@ -66,10 +134,7 @@ def _map(checkpoint: PublishedCheckpoint, manager: "PluginManager") -> ImportedM
     """Ask the plugins for a mapping and check that it claims every tensor."""
     found = manager.hooks.import_networks(checkpoint)
     if found is None:
-        kinds = ", ".join(
-            f"{name}: {net.class_name if isinstance(net, PickledModule) else 'TF ' + net.name}"
-            for name, net in checkpoint.networks.items()
-        )
+        kinds = ", ".join(f"{name}: {_kind(net)}" for name, net in checkpoint.networks.items())
         importers = ", ".join(manager.hooks.plugins_implementing("gancore_import_networks")) or "none"
         raise CheckpointImportError(
             f"{checkpoint.source}: no installed plugin imports these networks ({kinds}); plugins that import: "
@@ -97,11 +162,20 @@ def _map(checkpoint: PublishedCheckpoint, manager: "PluginManager") -> ImportedM
             "The checkpoint may come from a method's fork whose plugin adds these modules (installed plugins "
             f"that import modules: {', '.join(manager.hooks.plugins_importing_modules()) or 'none'}); nothing was written"
         )
-    skipped = [f"{k} ({v.class_name})" for k, v in checkpoint.extras.items() if isinstance(v, PickledModule)]
+    skipped = [f"{k} ({v.class_name})" if isinstance(v, PickledModule) else k
+               for k, v in checkpoint.extras.items() if isinstance(v, (PickledModule, str))]
     if skipped:
         note = f"not imported: the file's training state {', '.join(skipped)}"
         model = attrs.evolve(model, notes=(*model.notes, note))
     return model
+
+
+def _kind(net: Any) -> str:
+    if isinstance(net, PickledModule):
+        return net.class_name
+    if isinstance(net, StateDict):
+        return f"state dict of {len(net.state)} tensors ({Path(net.file).name})"
+    return "TF " + net.name
 
 
 def _owners(checkpoint: PublishedCheckpoint, names: list[str]) -> str:

@@ -1,14 +1,16 @@
 """BigGAN-PyTorch's state dicts (``G.pth``, ``G_ema.pth``, ``D.pth``) in gancore's names, and the config they imply."""
 
 import re
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import torch
 from torch import Tensor
 
 from gancore_biggan.config import D_MULTIPLIERS, G_MULTIPLIERS, d_layout
 
-__all__ = ["ReferenceFormatError", "config_from_reference", "convert_d", "convert_g"]
+if TYPE_CHECKING:  # pragma: no cover
+    from gancore.import_types import ImportedModel, PublishedCheckpoint
+
+__all__ = ["ReferenceFormatError", "config_from_reference", "convert_d", "convert_g", "import_biggan_pytorch"]
 
 
 class ReferenceFormatError(ValueError):
@@ -104,9 +106,38 @@ def config_from_reference(G: Mapping[str, Tensor], D: Mapping[str, Tensor]) -> d
             "d_wide": d_wide}
 
 
-def load_reference(path: str) -> dict[str, Tensor]:
-    """A ``.pth`` state dict, read with ``torch.load(weights_only=True)`` (no code runs)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ReferenceFormatError(f"{path}: not a state dict of tensors")
-    return dict(state)
+def import_biggan_pytorch(checkpoint: "PublishedCheckpoint") -> "ImportedModel | None":
+    """BigGAN-PyTorch's ``G.pth`` / ``G_ema.pth`` / ``D.pth`` state dicts as a ``biggan`` model
+    (None when the checkpoint is not theirs). Without ``G_ema.pth`` G_ema is G; without ``D.pth``
+    the import is refused (the backbone's settings are read from both networks)."""
+    from gancore.backbone import DataInfo
+    from gancore.import_types import CheckpointImportError, ImportedModel, StateDict
+
+    networks = checkpoint.networks
+    G = networks.get("G")
+    if not isinstance(G, StateDict) or "output_layer.2.weight" not in G.state or "linear.weight" not in G.state:
+        return None
+    D = networks.get("D")
+    if not isinstance(D, StateDict):
+        raise CheckpointImportError(f"{checkpoint.source}: BigGAN-PyTorch's G without its D.pth; the backbone's "
+                                    "settings are read from both networks (put D.pth beside G.pth)")
+    try:
+        settings = config_from_reference(G.state, D.state)
+        resolution = settings.pop("resolution")
+        tensors = {"G": convert_g(G.state, resolution), "D": convert_d(D.state)}
+        G_ema = networks.get("G_ema")
+        tensors["G_ema"] = convert_g(G_ema.state, resolution) if isinstance(G_ema, StateDict) else tensors["G"]
+    except ReferenceFormatError as exc:
+        raise CheckpointImportError(f"{checkpoint.source}: {exc}") from None
+    channels, c_dim = settings.pop("channels"), settings.pop("c_dim")
+    notes = ["the spectral norm's epsilon is not stored in the weights: set to 1e-8 (BigGAN-PyTorch's train.py "
+             "default; its ImageNet script used 1e-6, which moves outputs by less than 1e-6)"]
+    if not isinstance(networks.get("G_ema"), StateDict):
+        notes.append("no G_ema.pth: G_ema is a copy of G")
+    return ImportedModel(
+        backbone={"name": "biggan", **settings},
+        data_info=DataInfo(name="folder", shape=(channels, resolution, resolution), c_dim=c_dim),
+        tensors=tensors,
+        claimed=frozenset(checkpoint.tensor_names()),
+        notes=tuple(notes),
+    )

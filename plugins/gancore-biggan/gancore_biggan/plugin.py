@@ -5,7 +5,10 @@ from typing import Callable
 from gancore import hookimpl
 from gancore.backbone import BackboneSpec
 
+from gancore.import_types import ImportedModel, PublishedCheckpoint
+
 from gancore_biggan.config import BigGANConfig
+from gancore_biggan.convert import import_biggan_pytorch
 from gancore_biggan.networks import BigGANDiscriminator, BigGANGenerator
 
 __all__ = ["CAPABILITIES", "BigGANBackbone"]
@@ -32,3 +35,8 @@ class BigGANBackbone:
             capabilities=CAPABILITIES,
             description="BigGAN: residual G with class-conditional batch norm, projection D, spectral norm (32-256 px)",
         ))
+
+    @hookimpl
+    def gancore_import_networks(self, checkpoint: PublishedCheckpoint) -> ImportedModel | None:
+        """Map BigGAN-PyTorch's state dicts (``G.pth``, ``G_ema.pth``, ``D.pth``) onto ``biggan``."""
+        return import_biggan_pytorch(checkpoint)

@@ -134,3 +134,58 @@ def test_trains_through_gancore_unconditional_and_conditional(tmp_path):
         assert (tmp_path / f"run-{labels}" / "checkpoints").is_dir()
         resumed = Run.resume(tmp_path / f"run-{labels}", steps=3).train()
         assert resumed.step == 3
+
+
+def _reference_folder(tmp_path, name="imagenet64", with_ema=True):
+    tensors, case, reference = _fixture(name)
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    torch.save(reference["G"], folder / "G.pth")
+    torch.save(reference["D"], folder / "D.pth")
+    if with_ema:
+        torch.save(reference["G"], folder / "G_ema.pth")
+    torch.save({"itr": 138000}, folder / "state_dict.pth")  # training state: listed, not imported
+    return folder, tensors, case
+
+
+@pytest.mark.parametrize("packed", ["folder", "zip"])
+def test_import_biggan_pytorch_weights_into_a_model_folder(tmp_path, packed):
+    import zipfile
+
+    from gancore.importing import import_checkpoint
+    from gancore.pretrained import from_pretrained
+
+    folder, tensors, case = _reference_folder(tmp_path)
+    source = folder
+    if packed == "zip":  # the released weights come as a zip of the weights folder
+        source = tmp_path / "138k.zip"
+        with zipfile.ZipFile(source, "w") as archive:
+            for file in folder.iterdir():
+                archive.write(file, f"138k/{file.name}")
+    out = import_checkpoint(source, tmp_path / "model")
+    config = json.loads((out / "config.json").read_text())
+    assert config["backbone"]["name"] == "biggan" and config["backbone"]["hier"] is True
+    assert config["backbone"]["g_attn"] == [32] and config["backbone"]["d_attn"] == [8]
+    card = (out / "README.md").read_text()
+    assert "state_dict.pth" in card and "epsilon" in card
+    G = from_pretrained(out)
+    c = F.one_hot(tensors["in.y"], case["G"]["n_classes"]).float()
+    with torch.no_grad():
+        torch.testing.assert_close(G(tensors["in.z"], c), tensors["out.G_eval"], atol=1e-5, rtol=0)
+
+
+def test_import_refuses_what_it_cannot_read(tmp_path):
+    from gancore.import_types import CheckpointImportError
+    from gancore.importing import import_checkpoint
+
+    folder, _, _ = _reference_folder(tmp_path)
+    (folder / "D.pth").unlink()
+    with pytest.raises(CheckpointImportError, match="without its D.pth"):
+        import_checkpoint(folder, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+    import datetime
+
+    torch.save({"linear.weight": datetime.date(2019, 2, 1)}, folder / "D.pth")  # unpickling it would build an object
+    with pytest.raises(CheckpointImportError, match="D.pth: not a state dict that loads without running code"):
+        import_checkpoint(folder, tmp_path / "model")
