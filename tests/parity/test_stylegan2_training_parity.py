@@ -115,7 +115,7 @@ def test_one_whole_iteration_gives_the_official_weights(name, monkeypatch):
     zs = torch.randn([len(PHASE_INDEX) * batch, z_dim]).split(batch)  # NVIDIA draws every phase's z first
     c = _feed(run, fx, zs, monkeypatch)
     trainer = Trainer(run)
-    monkeypatch.setattr(trainer, "real_batch", lambda: (fx["in.reals"], c))
+    monkeypatch.setattr(trainer, "real_batch", lambda number=None: (fx["in.reals"], c))
     trainer.step()
     assert_close_relative(run.pl_mean.reshape(1), fx["phase.iter.pl_mean"], "pl_mean")
     for network, rename in (("G", generator_name), ("D", discriminator_name), ("G_ema", generator_name)):
