@@ -8,6 +8,8 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
+from gancore.losses import LossTerm
+
 __all__ = [
     "image_data_shape",
     "PLUGIN_MODULE_GROUPS",
@@ -240,6 +242,12 @@ class Generator(_PluginModulesMixin, nn.Module, PyTorchModelHubMixin):
         ``G.synthesize_from(r, G.state_at(r, z, c, cond), cond)`` equals ``G(z, c, cond)``.
         """
         raise _not_offered(self, "synthesize_from")
+
+    def loss_terms(self) -> "list[LossTerm]":
+        """Terms of the backbone's own that G's loss gets in every Gmain step (e.g. BigGAN's
+        orthogonal regularisation), each a :class:`~gancore.losses.LossTerm`; none by default.
+        They are reported as ``Loss/G/backbone_<name>``."""
+        return []
 
     # -- sampling -----------------------------------------------------------------------------
 

@@ -394,6 +394,7 @@ class Trainer:
             terms += run.hooks.teacher_loss(
                 run, fake=seen, inputs=inputs, weights=weights, weight_sum=weight_sum, fake_unaugmented=fake
             )
+            terms += [(f"backbone_{term.name}", term) for term in run.G.loss_terms()]
             loss = adversarial + _sum_terms(terms, adversarial)
             self.optimize(run.opt_G, loss)
             stats["Loss/G/adversarial"] = float(adversarial.detach())

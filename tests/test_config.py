@@ -88,7 +88,7 @@ def test_strict_types_and_missing_sections(tmp_path):
         'backbone: required table missing (e.g. [backbone] name = "mlp")',
         "train.progress: expected true or false, got 'yes'",
     ]
-    with pytest.raises(ConfigError, match="backbone.name: backbone 'nope' is not registered; registered: dcgan, mlp"):
+    with pytest.raises(ConfigError, match="backbone.name: backbone 'nope' is not registered; registered: biggan, dcgan, mlp"):
         load_config(write(tmp_path, "[backbone]\nname = 'nope'\n"))
 
 

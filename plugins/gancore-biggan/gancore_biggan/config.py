@@ -89,6 +89,10 @@ class BigGANConfig:
     init: str | None = attrs.field(default=None, validator=attrs.validators.optional(one_of("ortho", "N02", "xavier")))
     #: D's blocks widen in their first conv (BigGAN's ``D_wide``).
     d_wide: bool = True
+    #: beta of the orthogonal regularisation ``(beta / 2) ||W W^T * (1 - I)||^2`` summed over G's
+    #: weights of two or more dimensions but the shared embedding (0: off, as in BigGAN-PyTorch's
+    #: scripts; the paper's 1e-4).
+    ortho_reg: float = attrs.field(default=0.0, validator=ge(0.0))
 
     def with_data(self, info: DataInfo) -> "BigGANConfig":
         """Fill ``resolution``, ``channels`` and ``c_dim`` from the data, and the rest from the preset."""

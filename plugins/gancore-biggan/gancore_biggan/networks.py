@@ -7,12 +7,13 @@ import torch
 from torch import Tensor, nn
 
 from gancore.backbone import Discriminator, Generator, SynthesisLayer, assert_shape, hub_coders, one_hot_check
+from gancore.losses import LossTerm
 
 from gancore_biggan.blocks import Attention, DBlock, GBlock
 from gancore_biggan.config import BigGANConfig
 from gancore_biggan.layers import ClassBatchNorm, Embedding, GainBatchNorm, SNConv2d, SNEmbedding, SNLinear, init_weights
 
-__all__ = ["BigGANDiscriminator", "BigGANGenerator"]
+__all__ = ["BigGANDiscriminator", "BigGANGenerator", "ortho_penalty"]
 
 Cond = Mapping[str, Tensor] | None
 Features = dict[int, Tensor]
@@ -22,6 +23,23 @@ def _require_resolved(config: BigGANConfig, owner: str) -> BigGANConfig:
     if config.resolution is None or config.channels is None or config.c_dim is None:
         raise ValueError(f"{owner} needs resolution, channels and c_dim; fill them with config.with_data(info)")
     return config.resolved()
+
+
+def ortho_penalty(G: "BigGANGenerator") -> Tensor:
+    """``1/2 sum ||W W^T * (1 - I)||^2`` over G's parameters of two or more dimensions (each viewed
+    as ``[out, -1]``) except the shared embedding and plugins' modules: BigGAN's "modified"
+    orthogonal regularisation, which leaves each filter's norm free. Its gradient,
+    ``2 (W W^T * (1 - I)) W``, is what BigGAN-PyTorch's ``utils.ortho`` adds to the gradients."""
+    skip = {id(p) for p in G.shared.parameters()} if G.shared is not None else set()
+    skip |= {id(p) for part in (G.adapters, G.cond_encoders, G.attachments) for p in part.parameters()}
+    total = G.linear.weight.new_zeros(())
+    for p in G.parameters():
+        if p.ndim < 2 or id(p) in skip:
+            continue
+        w = p.view(p.shape[0], -1)
+        gram = w @ w.t()
+        total = total + (gram * (1 - torch.eye(w.shape[0], device=w.device, dtype=w.dtype))).pow(2).sum()
+    return total / 2
 
 
 class BigGANGenerator(Generator, coders=hub_coders(BigGANConfig)):
@@ -73,6 +91,12 @@ class BigGANGenerator(Generator, coders=hub_coders(BigGANConfig)):
         self.output_bn = GainBatchNorm(top, eps=config.bn_eps)
         self.torgb = SNConv2d(top, config.channels, eps=config.sn_eps)
         init_weights(self, config.init)
+
+    def loss_terms(self) -> list[LossTerm]:
+        """With ``ortho_reg > 0``: the orthogonal regularisation (see :func:`ortho_penalty`)."""
+        if self.config.ortho_reg == 0:
+            return []
+        return [LossTerm("ortho", ortho_penalty(self), weight=self.config.ortho_reg)]
 
     def mapping(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         """``w = [z, e]`` ``[N, w_dim]``: ``e`` is the class embedding (or the label)."""

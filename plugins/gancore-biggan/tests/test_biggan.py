@@ -189,3 +189,36 @@ def test_import_refuses_what_it_cannot_read(tmp_path):
     torch.save({"linear.weight": datetime.date(2019, 2, 1)}, folder / "D.pth")  # unpickling it would build an object
     with pytest.raises(CheckpointImportError, match="D.pth: not a state dict that loads without running code"):
         import_checkpoint(folder, tmp_path / "model")
+
+
+def test_orthogonal_regularisation_gives_biggan_pytorch_gradient():
+    """The term's gradient is what BigGAN-PyTorch's utils.ortho adds: 2 beta (W W^T * (1 - I)) W, shared embedding left out."""
+    from gancore_biggan.networks import ortho_penalty
+
+    torch.manual_seed(0)
+    G, _ = _build(DataInfo(name="x", shape=(3, 32, 32), c_dim=5), g_ch=2, d_ch=2, shared_dim=8, hier=True,
+                  z_dim=20, ortho_reg=1e-4)
+    (term,) = G.loss_terms()
+    assert term.name == "ortho" and term.weight == 1e-4
+    term.weighted.backward()
+    for name, p in G.named_parameters():
+        if name.startswith("shared.") or p.ndim < 2:
+            assert p.grad is None or torch.count_nonzero(p.grad) == 0, name
+            continue
+        w = p.detach().view(p.shape[0], -1)
+        expected = 2 * 1e-4 * ((w @ w.t()) * (1 - torch.eye(w.shape[0]))) @ w
+        torch.testing.assert_close(p.grad.view(p.shape[0], -1), expected, msg=name)
+    assert _build(DataInfo(name="x", shape=(3, 32, 32), c_dim=0), g_ch=2, d_ch=2)[0].loss_terms() == []
+    assert float(ortho_penalty(G).detach()) > 0
+
+
+def test_orthogonal_regularisation_reaches_g_loss_in_training():
+    from gancore.run import Run
+    from gancore.testing import make_tiny_config
+
+    raw = make_tiny_config("biggan", r1_gamma=0.0)
+    raw["backbone"]["ortho_reg"] = 1e-4
+    stats = Run.build(raw).trainer.step()
+    assert stats["Loss/G/backbone_ortho"] > 0
+    assert stats["Loss/G/total"] == pytest.approx(stats["Loss/G/adversarial"] + 1e-4 * stats["Loss/G/backbone_ortho"],
+                                                  rel=1e-5)
