@@ -201,6 +201,9 @@ class DataConfig:
     xflip: bool = False
     std: float | None = attrs.field(default=None, validator=gt(0.0))
     labels: bool = False
+    #: With ``labels``: how many classes the data set has (None: read from it). Declaring it lets a
+    #: run be described without its data (``gancore info``); a data set with another count is refused.
+    num_classes: int | None = attrs.field(default=None, validator=gt(0))
     split: str = "train"
     #: ``huggingface``: the column of images (None: the first Image column) ...
     image_column: str | None = None

@@ -137,3 +137,21 @@ def test_eval_cli_conditional_metrics(conditional_run, tmp_path, capsys, monkeyp
     result = json.loads((tmp_path / "e.json").read_text())
     assert set(result["metrics"]) == {"Metrics/class_accuracy", "Metrics/intra_fid"}
     assert len(result["protocol"]["intra_fid"]["per_class"]) == 10
+
+
+def test_a_declared_class_count_describes_a_run_without_its_data_and_is_checked(tmp_path, capsys):
+    from gancore.data import DataError, build_dataset, declared_info
+
+    raw = {"backbone": {"name": "dcgan"}, "data": {"name": "folder", "path": "nowhere", "resolution": 16,
+                                                  "channels": 3, "labels": True, "num_classes": 7}}
+    info = declared_info(load_config(raw).data)
+    assert info.c_dim == 7 and info.shape == (3, 16, 16)
+    (tmp_path / "run.toml").write_text(
+        '[backbone]\nname = "dcgan"\n[data]\nname = "folder"\npath = "nowhere"\nresolution = 16\nchannels = 3\n'
+        'labels = true\nnum_classes = 7\n')
+    assert main(["info", str(tmp_path / "run.toml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["G"] > 0
+    data = write_fake_fmnist(tmp_path / "fmnist")
+    with pytest.raises(DataError, match="data.num_classes: 7 declared, but .* has 10 classes"):
+        build_dataset(load_config({"backbone": {"name": "dcgan"}, "data": {
+            "name": "fmnist", "path": str(data), "labels": True, "num_classes": 7}}).data)

@@ -33,6 +33,9 @@ def build_dataset(config: DataConfig) -> Dataset:
     if builder is None:
         raise DataError(f"data.name: unknown data set {config.name!r}; known: {', '.join(DATASET_NAMES)}")
     dataset = builder(config)
+    if config.labels and config.num_classes is not None and dataset.info.c_dim != config.num_classes:
+        raise DataError(f"data.num_classes: {config.num_classes} declared, but {dataset.describe()} has "
+                        f"{dataset.info.c_dim} classes")
     if config.max_items is not None:
         if config.max_items > len(dataset):
             raise DataError(f"data.max_items: {config.max_items} exceeds the {len(dataset)} items of {dataset.describe()}")
@@ -41,11 +44,12 @@ def build_dataset(config: DataConfig) -> Dataset:
 
 
 def declared_info(config: DataConfig) -> DataInfo | None:
-    """What the ``[data]`` table itself says of an unlabelled image data set's shape, without opening it.
+    """What the ``[data]`` table itself says of an image data set's shape, without opening it.
 
-    ``(channels, resolution, resolution)`` when both are set and labels are off, else None (the
-    shape or the label count is known only from the files).
+    ``(channels, resolution, resolution)`` (and ``num_classes`` with labels) when they are set,
+    else None (the shape or the label count is known only from the files).
     """
-    if config.resolution is None or config.channels is None or config.labels:
+    if config.resolution is None or config.channels is None or (config.labels and config.num_classes is None):
         return None
-    return DataInfo(name=config.name, shape=(config.channels, config.resolution, config.resolution), c_dim=0)
+    c_dim = config.num_classes if config.labels else 0
+    return DataInfo(name=config.name, shape=(config.channels, config.resolution, config.resolution), c_dim=c_dim)
