@@ -222,3 +222,36 @@ def test_orthogonal_regularisation_reaches_g_loss_in_training():
     assert stats["Loss/G/backbone_ortho"] > 0
     assert stats["Loss/G/total"] == pytest.approx(stats["Loss/G/adversarial"] + 1e-4 * stats["Loss/G/backbone_ortho"],
                                                   rel=1e-5)
+
+
+GLEAD = {"name": "glead", "distance": "mse", "r": 8, "decoder_resolution": 16}
+
+
+@pytest.mark.parametrize("plugins", [
+    ["topk"], [{"name": "augment", "mode": "ada", "p": 0.5}], [{"name": "augment", "mode": "diffaugment"}],
+    [GLEAD], ["eqgan_sa"], [GLEAD, "eqgan_sa", "topk"],
+], ids=["topk", "ada", "diffaugment", "glead", "eqgan_sa", "three"])
+def test_every_method_plugin_trains_on_biggan(plugins):
+    from gancore.run import Run
+    from gancore.testing import make_tiny_config
+
+    raw = make_tiny_config("biggan", plugins, steps=1, r1_gamma=0.0)
+    raw["data"]["labels"] = True
+    stats = Run.build(raw).trainer.step()
+    assert torch.isfinite(torch.tensor(stats["Loss/G/total"]))
+
+
+def test_dgl_half_width_biggan_student_with_a_biggan_teacher(tmp_path):
+    from gancore.run import Run
+    from gancore.testing import make_tiny_config
+
+    teacher = make_tiny_config("biggan", steps=1, checkpoint_every=1, r1_gamma=0.0)
+    teacher["backbone"].update({"g_ch": 4, "d_ch": 4})
+    teacher["data"]["labels"] = True
+    Run.build(teacher, out_dir=tmp_path / "teacher").train()
+    dgl = {"name": "dgl", "teacher": str(tmp_path / "teacher"), "teacher_train_mode": True}
+    student = make_tiny_config("biggan", [dgl], steps=1, r1_gamma=0.0)  # ch 2: half the teacher's width
+    student["data"]["labels"] = True
+    run = Run.build(student)
+    stats = run.trainer.step()
+    assert stats["Loss/G/dgl_teacher"] != 0 and stats["dgl/stage"] == 2
