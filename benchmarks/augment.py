@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100,500,2000", help="training images per comparison (the first N)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--curve-every", type=float, default=32.0, help="kimg between the curves' points")
+    parser.add_argument("--jobs", type=int, default=1, help="cells trained at once (give each one thread: OMP_NUM_THREADS=1)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a change for every cell (e.g. data.path=DIR, train.steps=100)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "augment" / "limited")
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             for size in sizes:
                 print(f"{size} images, seeds {seeds[:round_]}", flush=True)
                 compare([RUN_FILE], vary=VARIANTS, overrides=[f"data.max_items={size}", "train.tensorboard=false", *args.set],
-                        seeds=seeds[:round_], out=args.out / f"{size}-images", curve_every=args.curve_every)
+                        seeds=seeds[:round_], out=args.out / f"{size}-images", curve_every=args.curve_every,
+                        jobs=args.jobs)
     text = table(args.out, sizes, seeds, args.curve_every, args.set)
     print(text)
     if args.docs is not None:
