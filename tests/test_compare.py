@@ -135,3 +135,28 @@ def test_a_job_array_through_submitit_gives_the_same_layout(tmp_path, capsys):
         assert json.loads((out / variant / "seed-0" / "summary.json").read_text())["step"] == 2
     assert set(json.loads((out / "report.json").read_text())["differences"]["lowlr"]) >= {"modes_covered"}
     assert all(len(commands) == 1 for commands in _logs(out).values())
+
+
+def test_a_terminated_compare_stops_its_cells_with_a_checkpoint(tmp_path):
+    """SIGTERM (what `kill` and schedulers send; background jobs may ignore SIGINT) reaches the running cells."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "long.json"  # a run's config.json is a run file too
+    config.write_text(json.dumps(make_tiny_config("mlp", steps=10**6, log_every=50)))
+    out = tmp_path / "cmp"
+    process = subprocess.Popen([sys.executable, "-m", "gancore", "compare", str(config), "--vary", "b=--set train.g_lr=0.001",
+                                "--seeds", "1", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stats = out / "long" / "seed-0" / "stats.jsonl"
+    deadline = time.monotonic() + 120
+    while not (stats.is_file() and stats.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stats.is_file(), process.communicate()[0].decode()[-2000:]
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 130, output[-2000:]
+    assert "interrupted" in output
+    assert sorted(p.name for p in (out / "long" / "seed-0" / "checkpoints").iterdir())  # the cell wrote one
+    assert not (out / "b").exists()  # the next cell never started

@@ -46,11 +46,17 @@ def _log(out: Path, cell: Cell) -> Path:
     return out / "logs" / f"{cell.variant.name}-seed-{cell.seed}.log"
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _local(waiting: list[Cell], steps: dict[str, int], out: Path, jobs: int, bar: Any) -> list[str]:
-    """Cells as local processes, ``jobs`` at a time; Ctrl-C lets the running ones write a checkpoint."""
+    """Cells as local processes, ``jobs`` at a time; Ctrl-C (or SIGTERM, e.g. ``kill``) lets the
+    running ones write a checkpoint, then stops."""
     waiting = list(waiting)
     running: dict[Any, Cell] = {}
     failed: list[str] = []
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while waiting or running:
             while waiting and len(running) < jobs:
@@ -66,10 +72,12 @@ def _local(waiting: list[Cell], steps: dict[str, int], out: Path, jobs: int, bar
             time.sleep(0.2)
     except KeyboardInterrupt:
         for process in running:
-            process.send_signal(signal.SIGINT)  # each writes a checkpoint and stops
+            process.send_signal(signal.SIGTERM)  # each writes a checkpoint and stops (SIGINT may be ignored)
         for process in running:
             process.wait()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return failed
 
 
