@@ -160,3 +160,18 @@ def test_a_terminated_compare_stops_its_cells_with_a_checkpoint(tmp_path):
     assert "interrupted" in output
     assert sorted(p.name for p in (out / "long" / "seed-0" / "checkpoints").iterdir())  # the cell wrote one
     assert not (out / "b").exists()  # the next cell never started
+
+
+def test_a_metrics_own_spread_gets_no_reading(tmp_path):
+    from gancore.comparison.cells import Cell, Variant
+    from gancore.comparison.report import write_report
+
+    cells = []
+    for name, fids in (("baseline", (10.0, 12.0)), ("b", (8.0, 9.0))):
+        for seed, fid in enumerate(fids):
+            folder = tmp_path / name / f"seed-{seed}"
+            folder.mkdir(parents=True)
+            (folder / "summary.json").write_text(json.dumps({"metrics": {"Metrics/fid": fid, "Metrics/kid_std": 0.1 * fid}}))
+            cells.append(Cell(Variant(name, tmp_path / "x.toml"), seed, folder))
+    report = write_report(tmp_path, cells, [0, 1])
+    assert set(report["differences"]["b"]) == {"fid"} and report["metrics"]["b"]["kid_std"] == {"0": 0.8, "1": 0.9}

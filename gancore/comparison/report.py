@@ -82,6 +82,8 @@ def write_report(out: Path, cells: Sequence[Cell], seeds: Sequence[int]) -> dict
     differences: dict[str, dict[str, Any]] = {}
     for name in names[1:]:
         for metric in metrics:
+            if metric.endswith("_std"):  # a metric's own spread (KID's), not a quality to compare
+                continue
             base = collected[baseline]["metrics"].get(metric, {})
             mine = collected[name]["metrics"].get(metric, {})
             paired = [s for s in seeds if s in base and s in mine]
