@@ -1,7 +1,7 @@
 """BigGAN-PyTorch's state dicts (``G.pth``, ``G_ema.pth``, ``D.pth``) in gancore's names, and the config they imply."""
 
 import re
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from torch import Tensor
 
@@ -35,44 +35,36 @@ def _check_sn(state: Mapping[str, Tensor]) -> None:
                                    "the biggan backbone keeps one (num_G_SVs = num_D_SVs = 1)")
 
 
-def convert_g(state: Mapping[str, Tensor], resolution: int) -> dict[str, Tensor]:
-    """A BigGAN-PyTorch ``Generator`` state dict in the names of :class:`BigGANGenerator`."""
+def _convert(state: Mapping[str, Tensor], network: str, block: Callable[[int], str], top: Mapping[str, str]) -> dict[str, Tensor]:
+    """Rename a reference state dict: ``blocks.<i>.0.*`` (a block) and ``blocks.<i>.1.*`` (its
+    attention) to ``blocks.<block(i)>.*`` and ``attention.<block(i)>.*``, and the modules named
+    in ``top`` (their prefix to ours); anything else is an error naming the tensor."""
     _check_sn(state)
-    resolutions = [8 * 2**i for i in range(len(G_MULTIPLIERS[resolution]) - 1)]
     out: dict[str, Tensor] = {}
     for key, value in state.items():
         match = re.fullmatch(r"blocks\.(\d+)\.(\d)\.(.+)", key)
+        prefix = next((p for p in top if key.startswith(p)), None)
         if match:
-            index, slot, rest = int(match.group(1)), match.group(2), match.group(3)
-            group = "blocks" if slot == "0" else "attention"
-            name = f"{group}.b{resolutions[index]}.{_leaf(rest)}"
-        elif key.startswith("output_layer.0."):
-            name = "output_bn." + _leaf(key.removeprefix("output_layer.0."))
-        elif key.startswith("output_layer.2."):
-            name = "torgb." + _leaf(key.removeprefix("output_layer.2."))
-        elif key.startswith(("linear.", "shared.")):
-            name = _leaf(key)
+            group = "blocks" if match.group(2) == "0" else "attention"
+            name = f"{group}.{block(int(match.group(1)))}.{_leaf(match.group(3))}"
+        elif prefix is not None:
+            name = top[prefix] + _leaf(key.removeprefix(prefix))
         else:
-            raise ReferenceFormatError(f"G: tensor {key!r} is not one of BigGAN-PyTorch's Generator")
+            raise ReferenceFormatError(f"{network}: tensor {key!r} is not one of BigGAN-PyTorch's {network}")
         out[name] = value
     return out
+
+
+def convert_g(state: Mapping[str, Tensor], resolution: int) -> dict[str, Tensor]:
+    """A BigGAN-PyTorch ``Generator`` state dict in the names of :class:`BigGANGenerator`."""
+    resolutions = [8 * 2**i for i in range(len(G_MULTIPLIERS[resolution]) - 1)]
+    top = {"output_layer.0.": "output_bn.", "output_layer.2.": "torgb.", "linear.": "linear.", "shared.": "shared."}
+    return _convert(state, "Generator", lambda index: f"b{resolutions[index]}", top)
 
 
 def convert_d(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """A BigGAN-PyTorch ``Discriminator`` state dict in the names of :class:`BigGANDiscriminator`."""
-    _check_sn(state)
-    out: dict[str, Tensor] = {}
-    for key, value in state.items():
-        match = re.fullmatch(r"blocks\.(\d+)\.(\d)\.(.+)", key)
-        if match:
-            index, slot, rest = match.group(1), match.group(2), match.group(3)
-            name = f"blocks.{index}.{_leaf(rest)}" if slot == "0" else f"attention.{index}.{_leaf(rest)}"
-        elif key.startswith(("linear.", "embed.")):
-            name = _leaf(key)
-        else:
-            raise ReferenceFormatError(f"D: tensor {key!r} is not one of BigGAN-PyTorch's Discriminator")
-        out[name] = value
-    return out
+    return _convert(state, "Discriminator", str, {"linear.": "linear.", "embed.": "embed."})
 
 
 def config_from_reference(G: Mapping[str, Tensor], D: Mapping[str, Tensor]) -> dict:
