@@ -172,16 +172,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
         draw = lambda n, c: G.sample(n, seed=args.seed, c=c, **(cond or {}))  # noqa: E731
     labels, columns = None, None
     if args.classes is not None or (c_dim > 0 and cond is None):  # one row per class
-        from gancore.metrics.conditional import class_labels
+        from gancore.metrics.conditional import class_labels, grid_classes
 
         if c_dim == 0:
             return _fail(f"--class: {what} is unconditional (it has no classes)", EXIT_USAGE)
         try:
-            classes = [int(k) for k in args.classes.split(",") if k.strip()] if args.classes is not None else None
-            columns = args.n if classes is not None else max(1, args.n // c_dim)
+            if args.classes is not None:
+                classes, columns = [int(k) for k in args.classes.split(",") if k.strip()], args.n
+                if not classes:
+                    raise ValueError("give one or more class numbers, e.g. --class 3 or --class 3,7")
+            else:
+                classes, columns = grid_classes(c_dim, args.n)
             labels = class_labels(c_dim, columns, classes)
         except ValueError as exc:
             return _fail(f"--class {args.classes}: {exc}", EXIT_USAGE)
+        if cond is not None and any(v.shape[0] != len(labels) for v in cond.values()):
+            return _fail(f"--cond {args.cond}: give {len(labels)} rows (one per sample: {len(classes)} classes x "
+                         f"--n {columns}), not {next(iter(cond.values())).shape[0]}", EXIT_USAGE)
     try:
         samples = draw(len(labels) if labels is not None else args.n, labels)
     except ValueError as exc:

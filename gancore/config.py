@@ -246,7 +246,7 @@ class TrainConfig:
     ema_rampup: float | None = attrs.field(default=0.05, validator=gt(0.0))
     #: G_ema's decay per step (BigGAN's 0.9999); None: NVIDIA's half-life of ``ema_kimg`` thousand images.
     ema_decay: float | None = attrs.field(default=None, validator=attrs.validators.optional([ge(0.0), lt(1.0)]))
-    #: Steps during which G_ema simply copies G (BigGAN's ``ema_start``).
+    #: G_ema copies G until this G step, counted from 1 (BigGAN's ``ema_start``).
     ema_start: int = attrs.field(default=0, validator=ge(0))
     #: G_ema's buffers (batch-norm statistics, spectral-norm vectors): ``copy`` G's (NVIDIA) or
     #: ``average`` them like the weights (BigGAN).

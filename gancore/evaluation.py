@@ -138,7 +138,13 @@ def measure_conditional(
     per_class = max(2, n // c_dim)
 
     def sample(labels: "torch.Tensor", s: int) -> "torch.Tensor":
-        return run.sample(len(labels), seed=s, c=labels)
+        # Classes mixed in a fixed order, then put back: with batch statistics (train.sample_bn) a
+        # chunk of one class only would be normalised unlike the samples FID sees.
+        import torch
+
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(s))
+        images = run.sample(len(labels), seed=s, c=labels[order])
+        return images[torch.argsort(order)]
 
     figures: dict[str, float] = {}
     protocol: dict[str, Any] = {}

@@ -68,17 +68,22 @@ def _read_state_dicts(path: Path) -> PublishedCheckpoint:
     networks: dict[str, StateDict] = {}
     if path.is_dir():
         files = {p.name: p for p in sorted(path.glob("*.pth"))}
-        read = lambda name: files[name]  # noqa: E731
+        contents: dict[str, bytes | Path] = {name: files[name] for name in STATE_DICT_FILES.values() if name in files}
     elif zipfile.is_zipfile(path) and not _is_torch_zip(path):
-        archive = zipfile.ZipFile(path)
-        files = {Path(n).name: n for n in archive.namelist() if n.endswith(".pth")}
-        read = lambda name: archive.read(files[name])  # noqa: E731
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if n.endswith(".pth")]
+            files = {Path(n).name: n for n in members}
+            twice = sorted({Path(n).name for n in members if [Path(m).name for m in members].count(Path(n).name) > 1})
+            if twice:
+                raise CheckpointImportError(f"{path}: holds {', '.join(twice)} more than once (several weights "
+                                            "folders?); give a zip or folder of one model")
+            contents = {name: archive.read(files[name]) for name in STATE_DICT_FILES.values() if name in files}
     else:
         return PublishedCheckpoint(source=str(path), sha256=sha256_of(path),
                                    networks={"G": _load_state_dict(path, path.name)})
     for network, file in STATE_DICT_FILES.items():
-        if file in files:
-            networks[network] = _load_state_dict(read(file), f"{path}/{file}")
+        if file in contents:
+            networks[network] = _load_state_dict(contents[file], f"{path}/{file}")
     extras = {name: "training state, not imported" for name in files if name not in STATE_DICT_FILES.values()}
     if not networks:
         raise CheckpointImportError(f"{path}: holds none of {', '.join(STATE_DICT_FILES.values())}")
@@ -110,6 +115,8 @@ def read_checkpoint(path: str | Path) -> PublishedCheckpoint:
     (NVIDIA's), or state dicts (a ``.pth`` file, or a folder or zip of ``G.pth``, ``D.pth``,
     ``G_ema.pth`` as BigGAN-PyTorch saves them)."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointImportError(f"{path}: no such file or folder")
     if path.is_dir() or path.suffix in (".pth", ".pt", ".zip"):
         return _read_state_dicts(path)
     value = read_network_pickle(path)

@@ -561,10 +561,10 @@ class Run:
         seed = self.config.train.seed + _GRID_SEED_OFFSET
         c_dim = self.data_info.c_dim
         if self.data_info.is_image and c_dim > 0:  # one row per class
-            from gancore.metrics.conditional import class_labels
+            from gancore.metrics.conditional import class_labels, grid_classes
 
-            per_class = max(1, (n or self.config.train.grid) // c_dim)
-            labels = class_labels(c_dim, per_class)
+            classes, per_class = grid_classes(c_dim, n or self.config.train.grid)
+            labels = class_labels(c_dim, per_class, classes)
             return save_samples(path, self.sample(len(labels), seed=seed, c=labels), columns=per_class)
         if self.data_info.is_image:
             return save_samples(path, self.sample(n or self.config.train.grid, seed=seed))

@@ -1,5 +1,6 @@
 """Drawing samples from a generator with fixed latents: shared by runs and loaded pretrained generators."""
 
+import math
 from typing import Callable, Mapping
 
 import torch
@@ -45,7 +46,7 @@ def draw_samples(
     wherever they are drawn. ``c``: labels ``[n, c_dim]`` (default for conditional generators:
     the classes in turn). ``cond``: inputs given by the caller, ``[n, ...]`` each; they replace
     the drawn ones of the same key. ``batch_norm`` (:data:`BATCH_NORM_MODES`): ``batch`` lets the
-    batch norms normalise each chunk by its own statistics; ``standing`` first re-estimates their
+    batch norms normalise each chunk by its own statistics (equal chunks of at most ``chunk``); ``standing`` first re-estimates their
     statistics as the average over ``standing_passes`` batches of ``chunk`` fresh samples (random
     classes). Either way the generator's buffers are as they were afterwards.
     """
@@ -77,7 +78,9 @@ def draw_samples(
         if batch_norm == "standing":
             _standing_statistics(norms, forward, chunk, standing_passes, seed, c_dim)
         for m in norms if batch_norm == "batch" else []:
-            m.train()
+            m.training = True  # the norm alone: its children (BigGAN's spectrally normalised gains) stay in eval
+            # Equal chunks, so that no chunk's statistics come from a handful of samples.
+            chunk = math.ceil(n / math.ceil(n / chunk))
         rng = torch.Generator().manual_seed(seed)
         outputs = []
         for start in range(0, n, chunk):
@@ -102,7 +105,7 @@ def _standing_statistics(norms: list[nn.Module], forward: Callable, chunk: int, 
     for m in norms:
         m.running_mean.zero_()
         m.running_var.zero_()
-        m.train()
+        m.training = True
     for k in range(1, passes + 1):
         for m in norms:
             m.momentum = 1.0 / k
@@ -111,4 +114,4 @@ def _standing_statistics(norms: list[nn.Module], forward: Callable, chunk: int, 
             labels = torch.nn.functional.one_hot(torch.randint(c_dim, (chunk,), generator=rng), c_dim).float()
         forward(chunk, rng, labels, {})
     for m in norms:
-        m.eval()
+        m.training = False

@@ -238,19 +238,20 @@ class Trainer:
         """G_ema <- lerp(G, G_ema, beta); ``batch`` is the global batch.
 
         ``beta`` is NVIDIA's half-life of ``train.ema_kimg`` thousand images (ramped up), or
-        BigGAN's ``train.ema_decay`` per step; before step ``train.ema_start`` G_ema copies G.
+        BigGAN's ``train.ema_decay`` per step; until G step ``train.ema_start`` (counted from 1, as
+        BigGAN does) G_ema copies G.
         Buffers are copied from G, or averaged like the weights (``train.ema_buffers``).
         """
         run = self.run
         train = run.config.train
-        if run.step < train.ema_start:
+        if run.step + 1 < train.ema_start:  # BigGAN counts G steps from 1
             beta = 0.0
         elif train.ema_decay is not None:
             beta = train.ema_decay
         else:
             ema_nimg = train.ema_kimg * 1000
-            if train.ema_rampup is not None:
-                ema_nimg = min(ema_nimg, run.nimg * train.ema_rampup)
+            if train.ema_rampup is not None:  # in the images G has made: nimg counts every D step's
+                ema_nimg = min(ema_nimg, run.nimg / train.d_steps * train.ema_rampup)
             beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
         for p_ema, p in zip(run.G_ema.parameters(), run.G.parameters()):
             p_ema.copy_(p.detach().lerp(p_ema, beta))

@@ -175,3 +175,8 @@ def test_a_metrics_own_spread_gets_no_reading(tmp_path):
             cells.append(Cell(Variant(name, tmp_path / "x.toml"), seed, folder))
     report = write_report(tmp_path, cells, [0, 1])
     assert set(report["differences"]["b"]) == {"fid"} and report["metrics"]["b"]["kid_std"] == {"0": 0.8, "1": 0.9}
+
+
+def test_lower_is_better_for_the_distances():
+    assert paired_difference("intra_fid", [30.0, 31.0, 32.0], [25.0, 26.5, 27.0]).reading == "better"
+    assert paired_difference("memorisation", [1.0, 1.2, 1.1], [0.1, 0.0, 0.05]).reading == "better"

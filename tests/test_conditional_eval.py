@@ -155,3 +155,17 @@ def test_a_declared_class_count_describes_a_run_without_its_data_and_is_checked(
     with pytest.raises(DataError, match="data.num_classes: 7 declared, but .* has 10 classes"):
         build_dataset(load_config({"backbone": {"name": "dcgan"}, "data": {
             "name": "fmnist", "path": str(data), "labels": True, "num_classes": 7}}).data)
+
+
+def test_grids_of_many_classes_show_a_square_of_them():
+    from gancore.metrics.conditional import grid_classes
+
+    assert grid_classes(10, 64) == (list(range(10)), 6)
+    classes, per_class = grid_classes(1000, 64)
+    assert classes == [0, 125, 250, 375, 500, 625, 750, 875] and per_class == 8
+
+
+def test_sample_cli_names_an_empty_class_list(conditional_run, tmp_path, capsys):
+    _, out = conditional_run
+    assert main(["sample", str(out), "--class", ",", "--out", str(tmp_path / "g.png")]) == 2
+    assert "give one or more class numbers" in capsys.readouterr().err

@@ -72,9 +72,9 @@ def test_plain_adam_survives_a_resume(tmp_path):
 
 
 def test_per_step_ema_with_a_start_and_averaged_buffers():
-    raw = make_tiny_config("dcgan", ema_decay=0.75, ema_start=1, ema_buffers="average")
+    raw = make_tiny_config("dcgan", ema_decay=0.75, ema_start=2, ema_buffers="average")
     run = Run.build(raw)
-    run.trainer.step()  # step 0 < ema_start: G_ema copies G, buffers included
+    run.trainer.step()  # G step 1 < ema_start: G_ema copies G, buffers included
     for a, b in zip(run.G_ema.state_dict().values(), run.G.state_dict().values()):
         assert torch.equal(a, b)
     before = {k: v.clone() for k, v in run.G_ema.state_dict().items()}

@@ -64,7 +64,7 @@ def plan_cells(
         config = load_config(resolved_raw(probe))  # a bad run file or --set stops the comparison now
         extra = []
         if curve_every:
-            every = eval_every_steps(curve_every, config.train.batch)
+            every = eval_every_steps(curve_every, config.train.batch * config.train.d_steps)  # kimg: what D reads
             # Each evaluation in a stats line of its own (a line holds the means since the last one).
             extra += [f"train.eval_every={every}", f"train.log_every={math.gcd(every, config.train.log_every)}"]
         if not config.train.metrics and build_dataset(config.data).info.is_image:

@@ -138,7 +138,9 @@ def run_cell(cell: Cell, steps: int, log: Path) -> subprocess.Popen | None:
         command = train_command(cell, status, steps)
         f.write(f"$ {shlex.join(command)}\n")
         f.flush()
-        return subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT)
+        # A session of its own: a terminal's Ctrl-C (or a signal to the whole group) reaches the
+        # comparison alone, which tells each cell once to checkpoint and stop (a second signal aborts).
+        return subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def eval_every_steps(curve_every_kimg: float | None, batch: int) -> int:

@@ -10,7 +10,7 @@ import attrs
 __all__ = ["LOWER_IS_BETTER", "PairedDifference", "bootstrap_interval", "mean_std", "paired_difference", "paired_t_test"]
 
 #: Metrics for which a smaller value is better (every other one: larger is better).
-LOWER_IS_BETTER = frozenset({"fid", "kid", "kl_uniform", "memorisation"})
+LOWER_IS_BETTER = frozenset({"fid", "kid", "kl_uniform", "memorisation", "intra_fid"})
 #: The significance level of the reading, and the coverage of its interval (1 - ALPHA).
 ALPHA = 0.05
 

@@ -1,5 +1,6 @@
 """Class-conditional metrics: a classifier's accuracy on each class's samples, and FID within each class (intra-FID)."""
 
+import math
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -12,7 +13,8 @@ from gancore.metrics.names import CLASSIFIERS, CONDITIONAL_METRICS
 if TYPE_CHECKING:  # pragma: no cover
     from gancore.data import Dataset
 
-__all__ = ["CLASSIFIERS", "CONDITIONAL_METRICS", "class_accuracy", "class_labels", "intra_fid", "load_classifier"]
+__all__ = ["CLASSIFIERS", "CONDITIONAL_METRICS", "class_accuracy", "class_labels", "grid_classes", "intra_fid",
+           "load_classifier"]
 
 
 #: ``sample(labels, seed) -> images``: the generator's samples for one-hot ``labels`` ``[N, c_dim]``.
@@ -26,6 +28,15 @@ def class_labels(c_dim: int, per_class: int, classes: list[int] | None = None) -
     if bad:
         raise ValueError(f"classes {bad} out of range: the model has {c_dim} classes (0 to {c_dim - 1})")
     return torch.nn.functional.one_hot(torch.tensor(classes).repeat_interleave(per_class), c_dim).float()
+
+
+def grid_classes(c_dim: int, n: int) -> tuple[list[int], int]:
+    """The classes a grid of about ``n`` samples shows, one row each, and the samples per row: every
+    class when there are no more than ``n``, else ``sqrt(n)`` classes spread evenly over them."""
+    if c_dim <= n:
+        return list(range(c_dim)), max(1, n // c_dim)
+    rows = max(1, math.isqrt(n))
+    return sorted({i * c_dim // rows for i in range(rows)}), max(1, n // rows)
 
 
 def load_classifier(data_name: str, device: torch.device | str = "cpu") -> nn.Module:

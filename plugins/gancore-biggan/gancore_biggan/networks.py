@@ -37,8 +37,11 @@ def ortho_penalty(G: "BigGANGenerator") -> Tensor:
         if p.ndim < 2 or id(p) in skip:
             continue
         w = p.view(p.shape[0], -1)
-        gram = w @ w.t()
-        total = total + (gram * (1 - torch.eye(w.shape[0], device=w.device, dtype=w.dtype))).pow(2).sum()
+        if w.shape[0] > w.shape[1]:  # ||W W^T||^2 = ||W^T W||^2: the small Gram matrix, less its diagonal's share
+            total = total + (w.t() @ w).pow(2).sum() - w.pow(2).sum(1).pow(2).sum()
+        else:
+            gram = w @ w.t()
+            total = total + (gram * (1 - torch.eye(w.shape[0], device=w.device, dtype=w.dtype))).pow(2).sum()
     return total / 2
 
 
@@ -207,7 +210,7 @@ class BigGANDiscriminator(Discriminator, coders=hub_coders(BigGANConfig)):
         for index, (c_in, c_out, res, down) in enumerate(config.d_channels()):
             self.blocks.append(DBlock(c_in, c_out, down, index == 0, config.d_wide, config.sn_eps))
             self.block_resolutions.append(res)
-            if res in config.d_attn and str(res) not in self.attention:
+            if res in config.d_attn:  # after every block at that resolution, as the reference
                 self.attention[str(index)] = Attention(c_out, config.sn_eps)
         unused = sorted(set(config.d_attn) - set(self.block_resolutions))
         if unused:

@@ -256,3 +256,24 @@ def test_dgl_half_width_biggan_student_with_a_biggan_teacher(tmp_path):
     run = Run.build(student)
     stats = run.trainer.step()
     assert stats["Loss/G/dgl_teacher"] != 0 and stats["dgl/stage"] == 2
+
+
+def test_import_names_a_missing_source_and_an_ambiguous_zip(tmp_path):
+    import zipfile
+
+    from gancore.import_types import CheckpointImportError
+    from gancore.importing import import_checkpoint
+
+    with pytest.raises(CheckpointImportError, match="G.pth: no such file or folder"):
+        import_checkpoint(tmp_path / "G.pth", tmp_path / "model")
+    folder, _, _ = _reference_folder(tmp_path)
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as archive:
+        for run in ("a", "b"):
+            archive.write(folder / "G.pth", f"{run}/G.pth")
+    with pytest.raises(CheckpointImportError, match="holds G.pth more than once"):
+        import_checkpoint(tmp_path / "two.zip", tmp_path / "model")
+
+
+def test_d_attention_follows_every_block_at_its_resolution():
+    _, D = _build(DataInfo(name="x", shape=(3, 128, 128), c_dim=0), g_ch=1, d_ch=1, d_attn=[4], init="N02")
+    assert sorted(D.attention) == ["4", "5"]  # both 4x4 blocks, as BigGAN-PyTorch's D_arch
