@@ -209,7 +209,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from gancore.data import build_dataset
     from gancore.metrics.evaluate import default_cache_dir
-    from gancore.evaluation import measure_conditional
+    from gancore.evaluation import measure_conditional, split_config
     from gancore.metrics.generative import METRICS
     from gancore.metrics.memorisation import D_METRICS, memorisation
     from gancore.metrics.names import CONDITIONAL_METRICS
@@ -231,7 +231,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _fail(f"{args.source}: FID, KID and precision/recall measure images; this model makes points", EXIT_USAGE)
     data_config = attrs.evolve(run.config.data, path=args.data_path) if args.data_path else run.config.data
     split = args.split or run.config.train.metrics_split
-    reference_config = attrs.evolve(data_config, split=split, max_items=None, xflip=False) if split else data_config
+    reference_config = split_config(data_config, split) if split else data_config
     if conditional and run.data_info.c_dim == 0:
         return _fail(f"--metrics {', '.join(conditional)}: {args.source} is unconditional (it has no classes)",
                      EXIT_USAGE)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from gancore.config import DataConfig, RunConfig
     from gancore.metrics.evaluate import Evaluation
 
-__all__ = ["EvaluatedRun", "evaluate", "keep_best", "measure", "measure_conditional", "reference_data"]
+__all__ = ["EvaluatedRun", "evaluate", "keep_best", "measure", "measure_conditional", "reference_data", "split_config"]
 
 
 class EvaluatedRun(Protocol):
@@ -163,12 +163,18 @@ def measure_conditional(
     return figures, protocol
 
 
+def split_config(data: "DataConfig", split: str) -> "DataConfig":
+    """The ``[data]`` settings of split ``split`` of the same data set, whole: ``max_items`` and
+    ``xflip`` apply to what a run trains on, not to what it is measured against."""
+    import attrs
+
+    return attrs.evolve(data, split=split, max_items=None, xflip=False)
+
+
 def reference_data(run: EvaluatedRun) -> "tuple[DataConfig, Dataset]":
     """The data the run's metrics compare against, with its config: the whole ``train.metrics_split``
     split of the data set when one is set (built once, kept in ``run.reference``), else the
     training data as configured. ValueError when the run has no data set."""
-    import attrs
-
     from gancore.data import build_dataset
 
     split = run.config.train.metrics_split
@@ -177,7 +183,7 @@ def reference_data(run: EvaluatedRun) -> "tuple[DataConfig, Dataset]":
             raise ValueError("this run has no data set to measure against; pass one")
         return run.config.data, run.dataset
     if run.reference is None:
-        config = attrs.evolve(run.config.data, split=split, max_items=None, xflip=False)
+        config = split_config(run.config.data, split)
         run.reference = (config, build_dataset(config))
     return run.reference
 

@@ -1,7 +1,7 @@
 """Parity fixtures for the biggan backbone, made with BigGAN-PyTorch's own code from a checkout you give.
 
-    git clone https://github.com/ajbrock/BigGAN-PyTorch /tmp/BigGAN-PyTorch
-    python tools/make_parity_fixtures.py /tmp/BigGAN-PyTorch tests/fixtures
+    git clone https://github.com/ajbrock/BigGAN-PyTorch PATH/TO/BigGAN-PyTorch
+    python tools/make_parity_fixtures.py PATH/TO/BigGAN-PyTorch tests/fixtures
 
 For each case (small widths, so the files stay small) it builds the reference Generator and
 Discriminator with a fixed seed, runs them on fixed latents, labels and images in eval mode and
