@@ -555,10 +555,11 @@ class Run:
             batch_norm=train.sample_bn, standing_passes=train.standing_passes,
         )
 
-    def save_sample_grid(self, path: Path, n: int | None = None) -> Path:
-        """Save a grid (or, for 2-D data, a scatter plot with real points) from the fixed latents:
-        ``n`` (default ``train.grid``) samples, for a class-conditional G one row per class."""
-        seed = self.config.train.seed + _GRID_SEED_OFFSET
+    def save_sample_grid(self, path: Path, n: int | None = None, seed: int | None = None) -> Path:
+        """Save a grid (or, for 2-D data, a scatter plot with real points) from the fixed latents of
+        ``seed`` (default: the run's own grid seed): ``n`` (default ``train.grid``) samples, for a
+        class-conditional G one row per class."""
+        seed = self.config.train.seed + _GRID_SEED_OFFSET if seed is None else seed
         c_dim = self.data_info.c_dim
         if self.data_info.is_image and c_dim > 0:  # one row per class
             from gancore.metrics.conditional import class_labels, grid_classes

@@ -173,10 +173,10 @@ def _curves(out: Path, collected: dict[str, Any], names: list[str]) -> list[Path
 
 
 def _grids(out: Path, cells: Sequence[Cell], names: list[str]) -> list[Path]:
-    """Samples of each variant's first-seed G_ema from the same latents (seed 0)."""
+    """Samples of each variant's first-seed G_ema from the same latents (seed 0); a class-conditional
+    G's grid has one row per class."""
     from gancore.checkpoint import latest_checkpoint
     from gancore.run import Run
-    from gancore.samples import save_samples
 
     made = []
     for name in names:
@@ -185,5 +185,5 @@ def _grids(out: Path, cells: Sequence[Cell], names: list[str]) -> list[Path]:
             continue
         run = Run.for_sampling(cell.folder)
         count = 64 if run.data_info.is_image else 2000
-        made.append(save_samples(out / "samples" / f"{name}.png", run.sample(count, seed=0)))
+        made.append(run.save_sample_grid(out / "samples" / f"{name}.png", n=count, seed=0))
     return made
