@@ -28,6 +28,7 @@ from gancore.comparison import compare, plan_cells
 from gancore.comparison.cells import Cell, Variant, cell_status, resolved_raw, run_cell, variants_from
 from gancore.comparison.report import collect
 from gancore.comparison.statistics import mean_std, paired_difference
+from gancore.files import portable_path
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILE = REPO / "configs" / "fmnist-biggan.toml"
@@ -50,22 +51,13 @@ def variant_specs(out: Path, extra: list[str]) -> tuple[str, ...]:
     raw = _base_raw(extra)
     half = {key: max(1, raw["backbone"][key] // 2) for key in ("g_ch", "d_ch")}
     widths = f"--set backbone.g_ch={half['g_ch']} --set backbone.d_ch={half['d_ch']}"
-    dgl = (f'{{name="dgl", teacher="{_portable(out / "teacher")}", weight=0.1, teacher_loss="adversarial", '
+    dgl = (f'{{name="dgl", teacher="{portable_path(out / "teacher")}", weight=0.1, teacher_loss="adversarial", '
            f'teacher_train_mode=true, teacher_from_step={raw["train"]["steps"] // 2}, reset_optimizers="both"}}')
     return (
         f"""topk=--set 'plugins=[{{name="topk", schedule="progress", gamma={TOPK_GAMMA}}}]'""",
         f"control-half={widths}",
         f"dgl-half={widths} --set 'plugins=[{dgl}]'",
     )
-
-
-def _portable(path: Path) -> str:
-    """``path`` relative to the working directory where it lies below it (run files are committed
-    with the results and must not name one machine's folders)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def teacher_cell(out: Path, extra: list[str]) -> tuple[Cell, int]:

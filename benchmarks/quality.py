@@ -164,7 +164,9 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
                           resolution=resolution).width_at(resolution)
         raw["plugins"] = [eqgan_sa_scaled(top) if p == "eqgan_sa" else p for p in raw["plugins"]]
     if variant["dgl"]:
-        dgl = {"name": "dgl", "teacher": _portable(teacher)}
+        from gancore.files import portable_path
+
+        dgl = {"name": "dgl", "teacher": portable_path(teacher)}
         if args.study == "fmnist-cpu":  # configs/fmnist-dcgan-dgl-half.toml: the student alone for half the run
             dgl.update({"teacher_from_step": raw["train"]["steps"] // 2, "reset_optimizers": "both"})
         raw["plugins"].append(dgl)
@@ -176,15 +178,6 @@ def _cell_config(args: argparse.Namespace, variant: dict, seed: int, teacher: Pa
 def _is_plugin_override(item: str) -> bool:
     """Whether a ``--set`` item addresses a plugin (``plugins.<name>.<field>=value``)."""
     return item.strip().startswith("plugins.")
-
-
-def _portable(path: Path) -> str:
-    """``path`` relative to the working directory where it lies below it (configs are committed with
-    the cells' results, and must not carry one machine's folders), else as it is."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _train(folder: Path, raw: dict) -> None:

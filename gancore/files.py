@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["write_atomically", "write_folder_atomically", "write_json_atomically", "write_text_atomically"]
+__all__ = ["portable_path", "write_atomically", "write_folder_atomically", "write_json_atomically", "write_text_atomically"]
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
@@ -58,3 +58,12 @@ def write_folder_atomically(path: Path, fill: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def portable_path(path: str | Path) -> str:
+    """``path`` relative to the working directory where it lies below it, else as it is: for paths
+    written into files that are committed or shared (a run file must not name one machine's folders)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
