@@ -25,9 +25,10 @@ import sys
 from pathlib import Path
 
 from gancore.comparison import compare, plan_cells
-from gancore.comparison.cells import Cell, Variant, cell_status, resolved_raw, run_cell, variants_from
+from gancore.comparison.cells import Cell, Variant, cell_status, run_cell, variants_from
 from gancore.comparison.report import collect
 from gancore.comparison.statistics import mean_std, paired_difference
+from gancore.config import apply_overrides, load_raw_config
 from gancore.files import portable_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +44,12 @@ def _common(extra: list[str]) -> list[str]:
 
 def _base_raw(extra: list[str]) -> dict:
     """The run file with the common changes (what the baseline trains, but its seed)."""
-    return resolved_raw(Cell(Variant("base", RUN_FILE, tuple(_common(extra))), 0, Path(".")))
+    return apply_overrides(load_raw_config(RUN_FILE), _common(extra))
+
+
+def _label(name: str) -> str:
+    """A variant's name in tables and file names: the run file itself is the baseline."""
+    return "baseline" if name == RUN_FILE.stem else name
 
 
 def variant_specs(out: Path, extra: list[str]) -> tuple[str, ...]:
@@ -93,9 +99,8 @@ def tables(out: Path, seeds: list[int], curve_every: float, extra: list[str]) ->
         for metric in TABLE_METRICS:
             values = [entry["metrics"].get(metric, {}).get(s, float("nan")) for s in done]
             figures.append(f"{mean_std(values)} ({', '.join(f'{v:.3g}' for v in values)})")
-        label = "baseline" if name == RUN_FILE.stem else name
         params = entry["params"]
-        lines.append(f"| {label} | {len(done)} | " + " | ".join(figures) + f" | {params.get('G', 0):,} / {params.get('D', 0):,} |")
+        lines.append(f"| {_label(name)} | {len(done)} | " + " | ".join(figures) + f" | {params.get('G', 0):,} / {params.get('D', 0):,} |")
     lines += ["", "| question | metric | seeds | mean difference | 95% interval | p (paired t) | reading |",
               "|---|---|---|---|---|---|---|"]
     for variant, reference in (("topk", RUN_FILE.stem), ("dgl-half", "control-half")):
@@ -106,8 +111,7 @@ def tables(out: Path, seeds: list[int], curve_every: float, extra: list[str]) ->
                 continue
             diff = paired_difference(metric, [base[s] for s in paired], [mine[s] for s in paired])
             low, high = diff.interval
-            label = "baseline" if reference == RUN_FILE.stem else reference
-            lines.append(f"| {variant} - {label} | {metric} | {len(paired)} | {diff.mean:+.3g} | [{low:+.3g}, {high:+.3g}] "
+            lines.append(f"| {variant} - {_label(reference)} | {metric} | {len(paired)} | {diff.mean:+.3g} | [{low:+.3g}, {high:+.3g}] "
                          f"| {diff.p_value:.3g} | {diff.reading} |")
     return "\n".join(lines)
 
@@ -140,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
         args.docs.mkdir(parents=True, exist_ok=True)
         for picture in json.loads((args.out / "report.json").read_text())["pictures"]:
-            name = Path(picture).name.replace(RUN_FILE.stem, "baseline")
-            shutil.copyfile(args.out / picture, args.docs / (f"grid-{name}" if picture.startswith("samples/") else name))
+            path = Path(picture)
+            name = f"grid-{_label(path.stem)}.png" if path.parent.name == "samples" else path.name
+            shutil.copyfile(args.out / picture, args.docs / name)
         (args.docs / "table.md").write_text(text + "\n")
     return 0
 
