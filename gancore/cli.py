@@ -588,10 +588,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gancore.memory import TrainingOutOfMemory
     from gancore.pickle_reader import PickleReadError
     from gancore.download import DownloadError
+    from gancore.distributed import leave_process_group
 
     args = build_parser().parse_args(argv)
+    succeeded = False
     try:
-        return args.func(args)
+        status = args.func(args)
+        succeeded = status == 0
+        return status
     except ConfigError as exc:
         return _fail(exc.render(), EXIT_USAGE)
     except (DataError, CheckpointError) as exc:
@@ -621,6 +625,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"could not write {exc.filename or 'a file'}: {exc.strerror or exc}", 1)
     except KeyboardInterrupt as exc:  # Ctrl-C outside training, or a second stop signal in it
         return _fail(f"aborted; {_intact(args)}", getattr(exc, "exit_status", 130))
+    finally:
+        # Under torchrun every rank is done before any exits; after a failure a peer may never come.
+        leave_process_group(wait_for_peers=succeeded)
 
 
 def _intact(args: argparse.Namespace) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "average_gradients",
     "init_from_environment",
     "is_distributed",
+    "leave_process_group",
     "mean_over_ranks",
     "rank",
     "rank_slice",
@@ -56,6 +57,22 @@ def init_from_environment(device: str = "auto") -> torch.device | None:
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")
+
+
+def leave_process_group(wait_for_peers: bool = True) -> None:
+    """Tear down the process group :func:`init_from_environment` joined (nothing without one).
+
+    Call it when a rank is done: with ``wait_for_peers`` every rank first waits at a barrier until
+    all have finished (rank 0 writes checkpoints and the summary after the others' last step). A
+    rank that exits while its peers still hold their gloo connections aborts now and then
+    ("terminate called without an active exception"), failing the whole torchrun. Pass False on an
+    error path, where a peer may never arrive.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait_for_peers and dist.get_world_size() > 1:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def rank_slice(size: int) -> slice:

@@ -33,17 +33,13 @@ def _worker(rank: int, world: int, port: int, raw: dict, out_dir: str, result_pa
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)})
     torch.set_num_threads(1)
-    import torch.distributed as dist
+    from gancore.distributed import leave_process_group
 
     try:
         weights = _train(raw, out_dir)
         save_file({k: v.contiguous() for k, v in weights.items()}, result_path if rank == 0 else f"{result_path}.rank{rank}")
     finally:
-        if dist.is_initialized():
-            # Both ranks finish before either tears its connections down: a rank that exits while
-            # rank 0 still writes its files aborts in gloo now and then.
-            dist.barrier()
-            dist.destroy_process_group()
+        leave_process_group()
 
 
 def _two_processes(raw: dict, tmp_path) -> tuple[dict, dict]:
@@ -156,6 +152,35 @@ def test_resume_on_a_different_world_size(tmp_path):
     straight = Run.build({**raw, "train": {**raw["train"], "steps": 4}}).train()
     for (name, a), b in zip(resumed.G.state_dict().items(), straight.G.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_leave_process_group_tears_the_group_down(tmp_path):
+    import torch.distributed as dist
+
+    from gancore.distributed import leave_process_group
+
+    leave_process_group()  # no group: nothing to do
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    leave_process_group()
+    assert not dist.is_initialized()
+
+
+def test_the_cli_leaves_the_process_group_after_a_command(tmp_path, monkeypatch):
+    """Under torchrun every rank must reach a barrier before exiting (waiting only after success)."""
+    import gancore.distributed
+    from gancore.cli import main
+
+    calls = []
+    monkeypatch.setattr(gancore.distributed, "leave_process_group", lambda wait_for_peers=True: calls.append(wait_for_peers))
+    config = tmp_path / "tiny.toml"
+    config.write_text('[backbone]\nname = "mlp"\nwidth = 8\n[data]\nname = "mog25"\nnum_samples = 64\n'
+                      '[train]\nsteps = 1\nbatch = 8\ndevice = "cpu"\nprogress = false\neval_samples = 50\n')
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    assert calls == [True]  # a barrier after success
+    calls.clear()
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) != 0  # the folder holds a finished run
+    assert calls == [False]
 
 
 def test_torchrun_cli(tmp_path):
