@@ -193,6 +193,7 @@ def test_model_card_says_what_was_used():
 def _select_on_rank(rank, world, init_file, scores, out_dir):
     import torch.distributed as dist
 
+    from gancore.distributed import leave_process_group
     from gancore_topk.selection import global_topk_mask
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -200,7 +201,7 @@ def _select_on_rank(rank, world, init_file, scores, out_dir):
         n = scores.numel() // world
         torch.save(global_topk_mask(scores[rank * n : (rank + 1) * n], 0.5), f"{out_dir}/mask{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        leave_process_group()  # both ranks done before either tears its connections down
 
 
 def test_global_selection_across_two_ranks(tmp_path):
