@@ -289,6 +289,9 @@ class TrainConfig:
     divergence: str = attrs.field(default="stop", validator=one_of("stop", "warn", "off"))
     divergence_limit: float = attrs.field(default=1e4, validator=gt(0.0))
     divergence_steps: int = attrs.field(default=20, validator=ge(1))
+    #: Warn when D has given every image the same score for this many steps in a row (a dead D: G
+    #: learns nothing from it); 0: never.
+    dead_d_steps: int = attrs.field(default=50, validator=ge(0))
     #: Processes that read and decode the real batches ahead of training (None: automatic, up to 3
     #: for data sets that read files, none for in-memory data; 0: in the training process).
     data_workers: int | None = attrs.field(default=None, validator=ge(0))

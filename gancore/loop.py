@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from gancore.checkpoint import latest_checkpoint
 from gancore.data import DataError
+from gancore.dead_discriminator import DeadDiscriminatorWatch
 from gancore.distributed import is_distributed, rank
 from gancore.divergence import DivergenceError, DivergenceGuard
 from gancore.evaluation import keep_best
@@ -44,6 +45,7 @@ def train(run: "Run", steps: int | None = None) -> "Run":
     run.fresh_folder = fresh
     lock = _take_folder(run) if run.out_dir is not None else None
     guard = DivergenceGuard(config.divergence_limit, config.divergence_steps) if config.divergence != "off" else None
+    dead_d = DeadDiscriminatorWatch(config.dead_d_steps) if config.dead_d_steps and rank() == 0 else None
     progress = _progress(total, run.step, enabled=config.progress and rank() == 0)
     started = run_started = time.perf_counter()
     first_step = run.step
@@ -73,6 +75,8 @@ def train(run: "Run", steps: int | None = None) -> "Run":
                     raise DivergenceError(f"{message} (lower the learning rates?); {_newest_checkpoint(run)}")
                 if message and guard is not None and guard.streak == guard.patience:
                     warn(message)
+                if dead_d is not None and (dead := dead_d.check(done, stats)):
+                    warn(dead)
                 if (config.eval_every and done % config.eval_every == 0) or last:
                     run.log.add(run.evaluate())
                     keep_best(run)

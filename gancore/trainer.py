@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.autograd.profiler import record_function
 
 from gancore.data import batch_indices
+from gancore.dead_discriminator import SCORE_SPREAD
 from gancore.data.loader import BatchStream, as_images, default_workers
 from gancore.distributed import all_reduce_mean, average_gradients, mean_over_ranks, rank_slice, world_size
 from gancore.hooks import NamedTerm
@@ -320,6 +321,7 @@ class Trainer:
                 "Loss/D/fake": float(loss_fake.detach().mean()),
                 "Loss/scores/real": float(d_real.detach().mean()),
                 "Loss/scores/fake": float(d_fake.detach().mean()),
+                SCORE_SPREAD: float(torch.cat([d_real.detach().flatten(), d_fake.detach().flatten()]).std()),
             })
             _report_terms(stats, "Loss/D", terms)
             stats["Loss/D/total"] = float(loss.detach())
