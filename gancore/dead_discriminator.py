@@ -40,5 +40,6 @@ class DeadDiscriminatorWatch:
         score = stats.get("Loss/scores/fake", float("nan"))
         return (f"D has given every image the same score ({score:.4g}) for {self.streak} steps in a row "
                 f"(to step {step}): its units are dead, so G gets no gradient from it and the run will "
-                f"not learn on its own; lower train.d_lr, or go back to a checkpoint from before step "
-                f"{step - self.streak + 1} with other settings (train.dead_d_steps = 0 silences this)")
+                f"not learn on its own; lower train.d_lr, or go back with other settings to a checkpoint "
+                f"from before D died (step {step - self.streak + 1} at the latest; {SCORE_SPREAD} in "
+                f"stats.jsonl shows when) (train.dead_d_steps = 0 silences this)")

@@ -14,7 +14,7 @@ def test_the_watch_reports_once_after_its_patience_and_starts_again_when_d_lives
     watch = DeadDiscriminatorWatch(patience=3)
     assert [watch.check(s, _stats(0.0)) for s in (1, 2)] == [None, None]
     message = watch.check(3, _stats(0.0))
-    assert message is not None and "same score (0.18) for 3 steps" in message and "before step 1" in message
+    assert message is not None and "same score (0.18) for 3 steps" in message and "step 1 at the latest" in message
     assert watch.check(4, _stats(0.0)) is None  # once per streak
     assert watch.check(5, _stats(0.3)) is None and watch.streak == 0
     assert watch.check(6, {"Loss/G/total": 1.0}) is None and watch.streak == 0  # a step without D's statistics
