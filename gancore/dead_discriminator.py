@@ -42,4 +42,4 @@ class DeadDiscriminatorWatch:
                 f"(to step {step}): its units are dead, so G gets no gradient from it and the run will "
                 f"not learn on its own; lower train.d_lr, or go back with other settings to a checkpoint "
                 f"from before D died (step {step - self.streak + 1} at the latest; {SCORE_SPREAD} in "
-                f"stats.jsonl shows when) (train.dead_d_steps = 0 silences this)")
+                f"stats.jsonl shows when); train.dead_d_steps = 0 silences this")

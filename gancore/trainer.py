@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from torch.autograd.profiler import record_function
 
 from gancore.data import batch_indices
-from gancore.dead_discriminator import SCORE_SPREAD
 from gancore.data.loader import BatchStream, as_images, default_workers
+from gancore.dead_discriminator import SCORE_SPREAD
 from gancore.distributed import all_reduce_mean, average_gradients, mean_over_ranks, rank_slice, world_size
 from gancore.hooks import NamedTerm
 from gancore.losses import d_adversarial_loss, g_adversarial_loss, path_length_penalty, r1_penalty
